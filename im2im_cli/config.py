@@ -1,0 +1,101 @@
+"""Turn ``--config NAME_OR_PATH`` and short class names into what jsonargparse understands.
+
+A config may name a registered preset instead of a file, and ``class_path`` values may be the
+short names the plugins registered (``FCN``, ``fnet``). Both are resolved here, before the
+parser runs, so that the saved config of every run holds full import paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from im2im_core.errors import ConfigError
+from im2im_core.plugins import Registry
+
+CONFIG_FLAGS = ("--config", "-c")
+
+
+def _kind_for(key_path: str) -> str:
+    if "backbone" in key_path or "generator" in key_path or "discriminator" in key_path:
+        return "backbones"
+    if key_path in ("model", "model.class_path"):
+        return "frameworks"
+    return "transforms"
+
+
+def _import_path(obj: Any) -> str:
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def resolve_short_name(value: str, key_path: str, registry: Registry, source: str) -> str:
+    """Return the import path of a registered short name; import paths pass unchanged."""
+    if "." in value:
+        return value
+    found = registry.find(value)
+    if found is not None:
+        return _import_path(found[1])
+    kind = _kind_for(key_path)
+    known = ", ".join(sorted(registry.entries[kind])) or "none"
+    raise ConfigError(f"{source}: unknown name {value!r} at key '{key_path}'; registered {kind}: {known} "
+                      f"(or give a full import path such as monai.networks.nets.UNet)")
+
+
+def resolve_class_paths(node: Any, registry: Registry, source: str, key_path: str = "") -> Any:
+    """Replace short ``class_path`` names anywhere in a loaded config by import paths."""
+    if isinstance(node, dict):
+        resolved = {}
+        for key, value in node.items():
+            child = f"{key_path}.{key}" if key_path else str(key)
+            if key == "class_path" and isinstance(value, str):
+                resolved[key] = resolve_short_name(value, key_path or "class_path", registry, source)
+            else:
+                resolved[key] = resolve_class_paths(value, registry, source, child)
+        return resolved
+    if isinstance(node, list):
+        return [resolve_class_paths(item, registry, source, f"{key_path}[{i}]") for i, item in enumerate(node)]
+    return node
+
+
+def load_config(name_or_path: str, registry: Registry) -> str:
+    """Read a config file or preset, resolve its short names, and return it as YAML text."""
+    path = Path(name_or_path)
+    if path.is_file():
+        text, source = path.read_text(), str(path)
+    elif name_or_path in registry.entries["presets"]:
+        text, source = registry.entries["presets"][name_or_path].text(), f"preset {name_or_path!r}"
+    else:
+        presets = ", ".join(sorted(registry.entries["presets"])) or "none"
+        raise ConfigError(f"config {name_or_path!r} is neither a file nor a registered preset; presets: {presets}")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections (trainer, model, data), got {type(data).__name__}")
+    return yaml.safe_dump(resolve_class_paths(data, registry, source), sort_keys=False)
+
+
+def expand_arguments(argv: list[str], registry: Registry) -> list[str]:
+    """Resolve ``--config`` values and short class names given as dotted overrides."""
+    expanded: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        key, value, step = arg, None, 1
+        if arg.startswith("--") and "=" in arg:
+            key, value = arg.split("=", 1)
+        elif arg.startswith("-") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            value, step = argv[i + 1], 2
+        if value is None:
+            expanded.append(arg)
+        elif key in CONFIG_FLAGS:
+            expanded += ["--config", load_config(value, registry)]
+        elif key.endswith("class_path") or key.endswith(".backbone"):
+            expanded += [key, resolve_short_name(value, key.lstrip("-"), registry, "command line")]
+        else:
+            expanded += [key, value]
+        i += step
+    return expanded

@@ -1,0 +1,88 @@
+"""Entry point of the ``im2im`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from im2im_core import __version__
+from im2im_core.errors import Im2ImError
+
+USAGE = """usage: im2im SUBCOMMAND [options]
+
+Train and apply image-to-image networks for microscopy.
+
+subcommands:
+  fit        train a model:           im2im fit --config demo
+  validate   validate a checkpoint:   im2im validate --config CONFIG --ckpt_path CKPT
+  test       test a checkpoint:       im2im test --config CONFIG --ckpt_path CKPT
+  predict    apply a model:           im2im predict --config CONFIG --ckpt_path CKPT
+  plugins    list installed plugins and what they register  [--json]
+  presets    list the registered presets (usable as --config NAME)
+
+Run 'im2im SUBCOMMAND --help' for the options of one subcommand.
+"""
+
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def _error(message: str) -> int:
+    print(f"im2im: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _user_error(exc: BaseException) -> Im2ImError | None:
+    """The Im2ImError behind ``exc`` (directly or as a cause), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, Im2ImError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def run_lightning(argv: list[str]) -> int:
+    """Run a LightningCLI subcommand after resolving presets and short names."""
+    from jsonargparse import ArgumentError
+
+    from im2im_cli.cli import Im2ImCLI
+    from im2im_cli.config import expand_arguments
+    from im2im_cli.errors import summarize_parse_error
+    from im2im_core.plugins import get_registry
+
+    args = expand_arguments(argv, get_registry())
+    try:
+        Im2ImCLI(args=args)
+    except ArgumentError as exc:
+        return _error(summarize_parse_error(str(exc)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``im2im`` subcommands; user errors become one line on stderr and exit code 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    if argv[0] == "--version":
+        print(f"im2im {__version__}")
+        return 0
+    try:
+        from im2im_core.plugins import get_registry
+
+        if argv[0] == "plugins":
+            from im2im_cli.commands import plugins_command
+
+            return plugins_command(argv[1:], get_registry())
+        if argv[0] == "presets":
+            from im2im_cli.commands import presets_command
+
+            return presets_command(argv[1:], get_registry())
+        if argv[0] in LIGHTNING_SUBCOMMANDS:
+            return run_lightning(argv)
+        return _error(f"unknown subcommand {argv[0]!r}; expected one of {', '.join(LIGHTNING_SUBCOMMANDS)}, plugins, presets")
+    except Exception as exc:
+        user_error = _user_error(exc)
+        if user_error is None:
+            raise
+        return _error(str(user_error))

@@ -1,0 +1,5 @@
+"""Built-in training frameworks."""
+
+from im2im_core.frameworks.fcn import FCN
+
+__all__ = ["FCN"]

@@ -1,0 +1,1 @@
+"""Sliding-window prediction and writing of outputs."""
