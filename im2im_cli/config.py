@@ -62,7 +62,9 @@ def resolve_class_paths(node: Any, registry: Registry, source: str, key_path: st
 def load_config(name_or_path: str, registry: Registry) -> str:
     """Read a config file or preset, resolve its short names, and return it as YAML text."""
     path = Path(name_or_path)
-    if path.is_file():
+    if "\n" in name_or_path or name_or_path.lstrip().startswith("{"):  # YAML given inline
+        text, source = name_or_path, "inline config"
+    elif path.is_file():
         text, source = path.read_text(), str(path)
     elif name_or_path in registry.entries["presets"]:
         text, source = registry.entries["presets"][name_or_path].text(), f"preset {name_or_path!r}"

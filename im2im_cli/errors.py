@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import re
 
-_NOISE = re.compile(r"\s+")
+_NOISE = re.compile(r"^(Does not validate|Subtypes:|Errors:|Given value|Expected a <class 'NoneType'>|Parser key|Problem with given class_path)")
 
 
 def summarize_parse_error(message: str) -> str:
-    """Return the most specific line of a jsonargparse error message.
+    """Return one line of a jsonargparse error: the key, the class, and the innermost reason.
 
-    jsonargparse reports a nested failure as a tree of "does not validate against any of the
-    types" lines; the user needs the innermost one, which names the key and the value.
+    jsonargparse reports a nested failure as a tree ("does not validate against any of the
+    Union subtypes", the subtypes, the given value); the user needs the key and the reason.
     """
     lines = [line.strip(" -") for line in message.splitlines() if line.strip(" -")]
-    specific = [line for line in lines if re.search(r"not expected|No action for key|does not exist|unknown|Unable to|Expected|not a valid|not accepted", line, re.I)]
-    chosen = specific[-1] if specific else (lines[0] if lines else message)
-    return _NOISE.sub(" ", chosen)
+    reasons = [line for line in lines if not _NOISE.match(line)]
+    reason = reasons[-1] if reasons else (lines[-1] if lines else message)
+    key = re.search(r'Parser key "([^"]+)"', message)
+    class_path = re.search(r"Problem with given class_path '([^']+)'", message)
+    where = f"config key '{key.group(1)}'" if key else ""
+    if class_path:
+        where += f" ({class_path.group(1)})"
+    return f"{where}: {reason}" if where else reason

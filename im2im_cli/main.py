@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 from im2im_core import __version__
 from im2im_core.errors import Im2ImError
@@ -16,6 +17,7 @@ subcommands:
   validate   validate a checkpoint:   im2im validate --config CONFIG --ckpt_path CKPT
   test       test a checkpoint:       im2im test --config CONFIG --ckpt_path CKPT
   predict    apply a model:           im2im predict --config CONFIG --ckpt_path CKPT
+  evaluate   score predictions:       im2im evaluate --pred DIR --gt DIR [--csv FILE]
   plugins    list installed plugins and what they register  [--json]
   presets    list the registered presets (usable as --config NAME)
 
@@ -51,6 +53,9 @@ def run_lightning(argv: list[str]) -> int:
     from im2im_core.plugins import get_registry
 
     args = expand_arguments(argv, get_registry())
+    # We pass the expanded arguments and keep sys.argv as typed, so that Lightning's DDP
+    # launcher re-runs the command exactly as the user gave it.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     try:
         Im2ImCLI(args=args)
     except ArgumentError as exc:
@@ -78,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             from im2im_cli.commands import presets_command
 
             return presets_command(argv[1:], get_registry())
+        if argv[0] == "evaluate":
+            from im2im_cli.evaluate import evaluate_command
+
+            return evaluate_command(argv[1:])
         if argv[0] in LIGHTNING_SUBCOMMANDS:
             return run_lightning(argv)
         return _error(f"unknown subcommand {argv[0]!r}; expected one of {', '.join(LIGHTNING_SUBCOMMANDS)}, plugins, presets")

@@ -106,7 +106,7 @@ def _collect(pm: pluggy.PluginManager, versions: dict[str, str | None], failed: 
     broken: set[str] = set()
     for kind in KINDS:
         hook = getattr(pm.hook, f"im2im_register_{kind}")
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order: built-ins first
             plugin_name = impl.plugin_name
             if plugin_name in broken:
                 continue

@@ -49,7 +49,8 @@ class Im2ImDataModule(pl.LightningDataModule):
         Images to predict: a folder of images, or a folder in the training layout (then the
         targets found are used for evaluation after prediction).
     dims : str
-        Axes read from each file, e.g. ``"YX"``, ``"ZYX"``, ``"CZYX"``.
+        Axes read from each file, e.g. ``"YX"``, ``"ZYX"``, ``"CZYX"``, or ``"YXS"`` for RGB
+        (the colour samples become channels).
     target : {"mask", "labels", "intensity"}
         ``mask``: foreground of the target (``> 0``) for binary segmentation; ``labels``: class
         indices as they are; ``intensity``: an image (label-free, denoising, modality transfer).

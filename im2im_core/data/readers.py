@@ -8,19 +8,20 @@ from typing import Any
 from im2im_core.errors import DataError
 from im2im_core.protocols import ImageData
 
-#: Axis letters a reader can be asked for, in canonical order.
-ALL_DIMS = "TCZYX"
+#: Axis letters a reader can be asked for, in canonical order; S is bioio's RGB(A) sample axis.
+ALL_DIMS = "TCZYXS"
 
 
 def check_dims(dims: str) -> str:
     """Validate an axis string such as ``"YX"``, ``"ZYX"`` or ``"CZYX"`` and return it.
 
-    Allowed letters are T, C, Z, Y, X, each at most once, in TCZYX order, ending in YX.
+    Allowed letters are T, C, Z, Y, X, each at most once, in TCZYX order, ending in YX; an
+    RGB image adds S (its colour samples) after X, e.g. ``"YXS"``.
     """
-    if not dims.endswith("YX") or any(d not in ALL_DIMS for d in dims) or len(set(dims)) != len(dims):
-        raise DataError(f"dims {dims!r} is not valid: expected letters of 'TCZYX' in that order ending in 'YX', e.g. 'YX', 'ZYX', 'CZYX'")
+    if not dims.removesuffix("S").endswith("YX") or any(d not in ALL_DIMS for d in dims) or len(set(dims)) != len(dims):
+        raise DataError(f"dims {dims!r} is not valid: expected letters of 'TCZYX' in that order ending in 'YX' (or 'YXS' for RGB), e.g. 'YX', 'ZYX', 'CZYX', 'YXS'")
     if "".join(d for d in ALL_DIMS if d in dims) != dims:
-        raise DataError(f"dims {dims!r} must keep the order T, C, Z, Y, X")
+        raise DataError(f"dims {dims!r} must keep the order T, C, Z, Y, X, S")
     return dims
 
 

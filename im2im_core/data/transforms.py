@@ -47,7 +47,11 @@ class ReadImaged(MapTransform):
             if "T" in image.dims:
                 raise DataError(f"{path}: dims {image.dims!r} keep the T axis; select one timepoint (T: 0) for training")
             array = image.numpy().astype(np.float32, copy=False)
-            if "C" not in image.dims:
+            if image.dims.endswith("S"):  # RGB samples become channels
+                array = np.moveaxis(array, -1, 0)
+                if "C" in image.dims:
+                    array = array.reshape(-1, *array.shape[2:])
+            elif "C" not in image.dims:
                 array = array[None]
             if not np.isfinite(array).all():
                 raise DataError(f"{path}: image contains NaN or infinite values")
