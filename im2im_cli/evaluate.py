@@ -79,10 +79,13 @@ def pair_files(pred_dir: Path, gt_dir: Path, suffix: str = "_pred") -> list[tupl
     if missing:
         raise DataError(f"{len(missing)} target(s) in {_target_folder(gt_dir)} have no prediction in {pred_dir}: "
                         f"{', '.join(p.name for p in missing[:5])}{' ...' if len(missing) > 5 else ''}")
-    used = [t for _, t in pairs]
-    if len(set(used)) != len(used):
-        twice = next(t for t in used if used.count(t) > 1)
-        raise DataError(f"two predictions match the target {twice}: name predictions <stem>{suffix} or <stem>, not both")
+    by_target: dict[Path, list[Path]] = {}
+    for pred, target in pairs:
+        by_target.setdefault(target, []).append(pred)
+    for target, matched in by_target.items():
+        if len(matched) > 1:
+            raise DataError(f"{len(matched)} predictions match the target {target}: {', '.join(p.name for p in matched)}; "
+                            f"keep one per target in {pred_dir}")
     return pairs
 
 
@@ -118,6 +121,10 @@ def _summary(values: list[float]) -> tuple[float, float]:
     if len(finite) < len(values):
         return float("inf"), float("nan")
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _cell(name: str, value: float) -> str:
+    return f"{value:9.0f}" if name.startswith("n_") else f"{value:9.4f}"
 
 
 def _write_csv(path: Path, rows: list[dict[str, str | float]]) -> None:
@@ -156,7 +163,7 @@ def evaluate_command(argv: list[str]) -> int:
     width = max(len("image"), *(len(str(r["image"])) for r in rows))
     print(f"{'image':<{width}}  " + "  ".join(f"{n:>9}" for n in names))
     for row in rows:
-        print(f"{row['image']:<{width}}  " + "  ".join(f"{float(row[n]):9.4f}" for n in names))
+        print(f"{row['image']:<{width}}  " + "  ".join(_cell(n, float(row[n])) for n in names))
     summaries = [_summary([float(r[n]) for r in rows]) for n in names]
     print(f"{kind} metrics on {len(rows)} image(s), mean +- std:")
     for name, (mean, std) in zip(names, summaries):
