@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from monai.losses import DiceCELoss
@@ -131,9 +132,18 @@ class FCN(pl.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        """The final output of each whole image in the batch, ``(B, C, [Z], Y, X)``."""
-        return self.postprocess(self._whole_image(batch["IM"]))
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[np.ndarray]:
+        """The final output of each whole image in the batch, ``(C, [Z], Y, X)`` arrays.
+
+        Windows, TTA and post-processing follow ``self.inference`` and
+        ``self.prediction_postprocess`` (set by the ``prediction:`` writer), else the defaults of
+        :class:`~im2im_core.inference.Inference` and :meth:`postprocess`.
+        """
+        from im2im_core.inference import predict
+
+        dims = "C" + "ZYX"[-(batch["IM"].ndim - 2):]
+        return [predict(self, image, dims=dims, inference=getattr(self, "inference", None),
+                        postprocess=getattr(self, "prediction_postprocess", "auto")) for image in batch["IM"]]
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

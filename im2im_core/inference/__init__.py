@@ -1,1 +1,13 @@
-"""Sliding-window prediction and writing of outputs."""
+"""Whole-image prediction: streaming sliding windows, TTA, post-processing, OME-TIFF/OME-Zarr output.
+
+``predict(model_or_checkpoint, array)`` predicts an array in memory (or streams it to a store);
+``predict_file`` does the same for an image file. ``im2im predict`` uses the same engine.
+"""
+
+from im2im_core.inference.checkpoint import load_model
+from im2im_core.inference.options import Inference
+from im2im_core.inference.postprocess import Postprocess
+from im2im_core.inference.predict_array import predict
+from im2im_core.inference.predict_file import predict_file
+
+__all__ = ["Inference", "Postprocess", "load_model", "predict", "predict_file"]

@@ -1,8 +1,11 @@
-"""Write predictions as OME-TIFF, atomically, and evaluate them against targets when known."""
+"""The ``prediction:`` section of ``im2im predict``: how to predict, where to write, and scoring.
+
+Writes each prediction atomically (OME-TIFF or OME-Zarr) and, for inputs with a target,
+prints Dice (masks) or Pearson's r (intensities).
+"""
 
 from __future__ import annotations
 
-import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -12,34 +15,22 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from im2im_core.data.layouts import _stem
 from im2im_core.data.readers import BioioReader
 from im2im_core.errors import DataError
+from im2im_core.inference.options import Inference
+from im2im_core.inference.outputs import OutputFormat, ZarrOutput, atomic_output, output_path, write_ome_tiff
+from im2im_core.inference.postprocess import Postprocess
 from im2im_core.metrics import dice, pearson
+
+__all__ = ["PredictionWriter", "output_path", "write_ome_tiff"]
 
 SPATIAL = "ZYX"
 
 
-def output_path(input_path: str | Path, output_dir: str | Path, suffix: str = "_pred") -> Path:
-    """The OME-TIFF file a prediction of ``input_path`` is written to."""
-    return Path(output_dir) / f"{_stem(Path(input_path))}{suffix}.ome.tiff"
-
-
-def write_ome_tiff(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[str, float]) -> None:
-    """Write ``array`` with axes ``dims`` to ``path`` through a temporary file and a rename.
-
-    A crash while writing leaves no file at ``path``.
-    """
-    from bioio_base.types import PhysicalPixelSizes
-    from bioio_ome_tiff.writers import OmeTiffWriter
-
-    partial = path.with_name(f".{path.name}.partial.ome.tiff")
-    sizes = PhysicalPixelSizes(pixel_sizes.get("Z"), pixel_sizes.get("Y"), pixel_sizes.get("X"))
-    try:
-        OmeTiffWriter.save(array, str(partial), dim_order=dims, physical_pixel_sizes=sizes)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+def write_ome_zarr(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[str, float | None], overwrite: bool = True) -> None:
+    """Write ``array`` with axes ``dims`` as OME-Zarr, through a temporary folder and a rename."""
+    with atomic_output(path, overwrite) as partial:
+        ZarrOutput(partial, array.shape, dims, array.dtype, pixel_sizes).write(tuple(slice(0, n) for n in array.shape), array)
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -57,31 +48,54 @@ class PredictionWriter(BasePredictionWriter):
     evaluate : bool
         For inputs with a target (``IM``/``GT`` layout), print Dice (mask outputs) or
         Pearson's r (intensity outputs) per image and their mean.
+    output_format : {"ome-tiff", "ome-zarr"}
+        File format of the outputs.
+    inference : Inference, optional
+        Window size, overlap, blending, windows per batch, TTA, slice-by-slice prediction,
+        mixed precision (``--prediction.inference.tta flips``); default: ``Inference()``.
+    postprocess : Postprocess, optional
+        Activation, threshold or argmax, connected components, small-object removal
+        (``--prediction.postprocess.label true``); default: the framework's own post-processing.
     """
 
     def __init__(self, output_dir: str = "predictions", overwrite: bool = False, suffix: str = "_pred",
-                 evaluate: bool = True) -> None:
+                 evaluate: bool = True, output_format: OutputFormat = "ome-tiff", inference: Inference | None = None,
+                 postprocess: Postprocess | None = None) -> None:
         super().__init__(write_interval="batch")
         self.output_dir, self.overwrite, self.suffix, self.evaluate = Path(output_dir), overwrite, suffix, evaluate
+        self.output_format = output_format
+        self.inference = inference if inference is not None else Inference()
+        self.postprocess = postprocess
         self.scores: list[tuple[str, str, float]] = []
+
+    def _path(self, input_path: str) -> Path:
+        return output_path(input_path, self.output_dir, self.suffix, self.output_format)
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.scores = []
         samples = getattr(trainer.datamodule, "predict_samples", [])
         if not self.overwrite:
-            existing = [p for s in samples if (p := output_path(s["IM"], self.output_dir, self.suffix)).exists()]
+            existing = [p for s in samples if (p := self._path(s["IM"])).exists()]
             if existing:
                 raise DataError(f"output exists: {existing[0]} ({len(existing)} in all); pass --prediction.overwrite true to replace")
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        # The framework's predict_step reads these (see FCN.predict_step).
+        pl_module.inference = self.inference
+        pl_module.prediction_postprocess = self.postprocess if self.postprocess is not None else "auto"
 
-    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: torch.Tensor,
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
                            batch_indices: Any, batch: dict[str, Any], batch_idx: int, dataloader_idx: int) -> None:
         datamodule = trainer.datamodule
         for i, input_path in enumerate(batch["IM_path"]):
-            array = prediction[i].cpu().numpy()
+            item = prediction[i]
+            array = item.cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
             dims = "C" + SPATIAL[-(array.ndim - 1):]
             sizes = {k: float(v[i]) for k, v in batch.get("IM_pixel_sizes", {}).items()}
-            write_ome_tiff(array, output_path(input_path, self.output_dir, self.suffix), dims, sizes)
+            path = self._path(input_path)
+            if self.output_format == "ome-zarr":
+                write_ome_zarr(array, path, dims, sizes, overwrite=self.overwrite)
+            else:
+                write_ome_tiff(array, path, dims, sizes, overwrite=self.overwrite)
             target_path = batch.get("GT_path", [""])[i]
             if self.evaluate and target_path:
                 self._score(input_path, array, target_path, getattr(datamodule, "dims", "YX"))

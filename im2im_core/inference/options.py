@@ -1,0 +1,64 @@
+"""Settings of whole-image prediction, shared by ``im2im predict`` and :func:`im2im_core.inference.predict`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from im2im_core.inference.sliding_window import PaddingMode
+from im2im_core.inference.tta import TTAMode
+from im2im_core.inference.windows import BlendMode
+
+#: Default largest window (pixels) when none is given: about 1 GB of fnet features on the CPU.
+DEFAULT_MAX_WINDOW_VOXELS = 2**20
+
+
+@dataclass
+class Inference:
+    """How a whole image is predicted window by window.
+
+    Parameters
+    ----------
+    roi_size : list of int or "auto", optional
+        Window size, one entry per spatial axis of the network (2 for a 2D network applied
+        slice by slice). ``None``: the framework's window (``FCN.roi_size``, else the data
+        module's ``patch_size``); ``"auto"``, or when the framework has none: the largest window
+        of at most ``max_window_voxels`` pixels that fits the image (see ``windows.auto_window``).
+    max_window_voxels : int
+        Size limit of an automatic window, divided by ``sw_batch_size``.
+    overlap : float, optional
+        Fraction of a window shared with each neighbour; default: the framework's (0.25).
+    sw_batch_size : int, optional
+        Windows computed together; default: the framework's, 1 with an automatic window.
+    mode : {"gaussian", "constant"}
+        Blending of overlapping windows.
+    sigma_scale : float
+        Standard deviation of the Gaussian, a fraction of the window.
+    align : int, optional
+        Window starts are multiples of it (default: the largest power of two up to 16 that
+        divides the window), so networks that downsample see one pixel grid everywhere.
+    padding_mode : {"constant", "reflect", "replicate"}
+        Filling of windows that reach past the image (``constant``: zeros).
+    tta : {"none", "flips", "rot90", "flips_rot90"}
+        Test-time augmentation, averaged (see ``tta.symmetries``).
+    slice_by_slice : bool
+        Apply a 2D network to each Z plane of a 3D image.
+    amp : bool
+        Mixed precision (float16 on CUDA, bfloat16 on the CPU).
+    optimize : bool
+        Predict with an inference copy of the network: batch norms folded into convolutions,
+        channels-last on the CPU (see ``optimize.py``); exact up to float rounding.
+    """
+
+    roi_size: list[int] | Literal["auto"] | None = None
+    max_window_voxels: int = DEFAULT_MAX_WINDOW_VOXELS
+    overlap: float | None = None
+    sw_batch_size: int | None = None
+    mode: BlendMode = "gaussian"
+    sigma_scale: float = 0.125
+    align: int | None = None
+    padding_mode: PaddingMode = "constant"
+    tta: TTAMode = "none"
+    slice_by_slice: bool = False
+    amp: bool = False
+    optimize: bool = True

@@ -1,0 +1,118 @@
+"""Output files of prediction: OME-TIFF or OME-Zarr, written under a temporary name, then renamed.
+
+A crash while writing leaves no file at the output path (only a hidden ``.NAME.partial``
+that the next run replaces); an existing output is replaced only when asked to.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from im2im_core.data.layouts import _stem
+from im2im_core.errors import DataError
+
+OutputFormat = Literal["ome-tiff", "ome-zarr"]
+EXTENSIONS: dict[str, str] = {"ome-tiff": ".ome.tiff", "ome-zarr": ".ome.zarr"}
+
+
+def output_path(input_path: str | Path, output_dir: str | Path, suffix: str = "_pred",
+                output_format: OutputFormat = "ome-tiff") -> Path:
+    """The file a prediction of ``input_path`` is written to: ``output_dir/<stem><suffix><ext>``."""
+    if output_format not in EXTENSIONS:
+        raise DataError(f"output format {output_format!r} is not one of {', '.join(EXTENSIONS)}")
+    return Path(output_dir) / f"{_stem(Path(input_path))}{suffix}{EXTENSIONS[output_format]}"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextmanager
+def atomic_output(path: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
+
+    Raises
+    ------
+    DataError
+        If ``path`` exists and ``overwrite`` is false (checked before anything is written).
+    """
+    if path.exists() and not overwrite:
+        raise DataError(f"output exists: {path}; pass overwrite (--prediction.overwrite true) to replace it")
+    partial = path.with_name(f".{path.name}.partial")
+    _remove(partial)
+    try:
+        yield partial
+        if path.exists():
+            _remove(path)
+        os.replace(partial, path)
+    finally:
+        if partial.exists():
+            _remove(partial)
+
+
+def _pixel_sizes(dims: str, pixel_sizes: dict[str, float | None]) -> tuple[float | None, float | None, float | None]:
+    return tuple(pixel_sizes.get(axis) if axis in dims else None for axis in "ZYX")  # type: ignore[return-value]
+
+
+def save_ome_tiff(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[str, float | None]) -> None:
+    """Save ``array`` with axes ``dims`` (e.g. ``"CZYX"``) and physical pixel sizes as OME-TIFF."""
+    from bioio_base.types import PhysicalPixelSizes
+    from bioio_ome_tiff.writers import OmeTiffWriter
+
+    OmeTiffWriter.save(array, str(path), dim_order=dims, physical_pixel_sizes=PhysicalPixelSizes(*_pixel_sizes(dims, pixel_sizes)))
+
+
+def write_ome_tiff(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[str, float | None], overwrite: bool = True) -> None:
+    """:func:`save_ome_tiff` through a temporary file and a rename: a crash leaves no file at ``path``."""
+    with atomic_output(path, overwrite) as partial:
+        save_ome_tiff(array, partial, dims, pixel_sizes)
+
+
+class ZarrOutput:
+    """An OME-Zarr image (one resolution level) filled region by region.
+
+    Parameters
+    ----------
+    store : Path
+        Folder of the zarr store (normally the temporary path of :func:`atomic_output`).
+    shape : sequence of int
+        Shape of the image, axes ``dims``.
+    dims : str
+        Axis letters, a subsequence of ``"TCZYX"`` ending in ``"YX"``.
+    dtype : numpy dtype
+        Type of the stored values.
+    pixel_sizes : dict
+        Physical size of a pixel along ``"Z"``, ``"Y"``, ``"X"`` (micrometres), where known.
+    chunks : sequence of int, optional
+        Chunk shape; default: one timepoint and channel, up to 64 planes of up to 512x512.
+    """
+
+    def __init__(self, store: Path, shape: Sequence[int], dims: str, dtype: Any, pixel_sizes: dict[str, float | None],
+                 chunks: Sequence[int] | None = None) -> None:
+        from bioio_ome_zarr.writers import OMEZarrWriter
+
+        limits = {"T": 1, "C": 1, "Z": 64, "Y": 512, "X": 512}
+        chunk_shape = list(chunks) if chunks is not None else [min(n, limits[a]) for n, a in zip(shape, dims)]
+        scale = [pixel_sizes.get(a) or 1.0 if a in "ZYX" else 1.0 for a in dims]
+        self.writer = OMEZarrWriter(str(store), level_shapes=[tuple(shape)], dtype=np.dtype(dtype), chunk_shape=[chunk_shape],
+                                    axes_names=[a.lower() for a in dims],
+                                    axes_types=["time" if a == "T" else "channel" if a == "C" else "space" for a in dims],
+                                    axes_units=["micrometer" if a in "ZYX" else None for a in dims],
+                                    physical_pixel_size=scale)
+        self.writer.initialize()
+        self.shape = tuple(shape)
+
+    def write(self, region: tuple[slice, ...], block: np.ndarray) -> None:
+        """Store ``block`` at ``region`` (one slice per axis, with explicit bounds)."""
+        full = tuple(slice(s.start or 0, n if s.stop is None else s.stop) for s, n in zip(region, self.shape))
+        self.writer.write_region(np.ascontiguousarray(block), full)

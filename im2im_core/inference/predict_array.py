@@ -1,0 +1,252 @@
+"""Predict a whole image of any size, 2D to 5D, in memory or streamed to OME-Zarr.
+
+``predict(model, array)`` is the Python entry point; ``predict_file`` reads an image file
+lazily and writes the output file. ``im2im predict`` runs the same window engine through
+Lightning's predict loop (see ``FCN.predict_step``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from im2im_core.errors import ConfigError, DataError
+from im2im_core.inference.checkpoint import load_model
+from im2im_core.inference.optimize import channels_last, optimized_copy
+from im2im_core.inference.options import Inference
+from im2im_core.inference.outputs import ZarrOutput
+from im2im_core.inference.postprocess import Postprocess
+from im2im_core.inference.sliding_window import predict_windows
+from im2im_core.inference.tta import with_tta
+from im2im_core.inference.windows import MAX_AUTO_ALIGN, auto_window
+
+#: Elements read to estimate the normalization percentiles of a lazy (out-of-core) image.
+PERCENTILE_SAMPLE = 2**24
+
+
+def network_dims(model: nn.Module) -> int | None:
+    """Spatial dimensions of ``model``'s first convolution (2 or 3), None if it has none."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            return 2
+        if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
+            return 3
+    return None
+
+
+def _as_model(model_or_checkpoint: nn.Module | str | Path, config: str | Path | None) -> nn.Module:
+    if isinstance(model_or_checkpoint, nn.Module):
+        return model_or_checkpoint
+    return load_model(model_or_checkpoint, config)
+
+
+def _guess_dims(ndim: int, net_dims: int, slice_by_slice: bool) -> str:
+    spatial = "ZYX" if net_dims == 3 or slice_by_slice else "YX"
+    options = {len(spatial): spatial, len(spatial) + 1: "C" + spatial, 5: "TCZYX"}
+    if ndim not in options:
+        raise DataError(f"cannot tell the axes of a {ndim}-D array for a {net_dims}D network; pass dims (e.g. 'CZYX')")
+    return options[ndim]
+
+
+def _lazy(array: Any) -> Any:
+    """numpy and torch arrays as they are; anything else (zarr, h5py, ...) as a lazy dask array."""
+    if isinstance(array, (np.ndarray, torch.Tensor)) or hasattr(array, "compute"):
+        return array
+    import dask.array as da
+
+    return da.from_array(array, chunks=getattr(array, "chunks", "auto"))
+
+
+def percentiles(array: Any, low: float, high: float) -> tuple[float, float]:
+    """``low`` and ``high`` percentiles of ``array``; a lazy array is subsampled on a regular grid."""
+    if isinstance(array, torch.Tensor):
+        array = array.cpu().numpy()
+    if not isinstance(array, np.ndarray) and array.size > PERCENTILE_SAMPLE:
+        step = math.ceil((array.size / PERCENTILE_SAMPLE) ** (1 / 3))
+        array = array[(..., *[slice(None, None, step)] * min(3, array.ndim))]
+    sample = np.asarray(array.compute() if hasattr(array, "compute") else array)
+    lo, hi = np.percentile(sample, (low, high))
+    return float(lo), float(hi)
+
+
+def _resolve_window(options: Inference, model: nn.Module, spatial: tuple[int, ...], net_dims: int) -> tuple[list[int], int]:
+    """Window (one entry per spatial axis of the image) and windows per batch."""
+    roi = options.roi_size if options.roi_size is not None else getattr(model, "roi_size", None)
+    batch = options.sw_batch_size
+    if roi is None or roi == "auto":
+        batch = batch or 1
+        plane = spatial[-net_dims:]
+        roi = auto_window(plane, max(1, options.max_window_voxels // batch), options.overlap or 0.25,
+                          options.align or MAX_AUTO_ALIGN)
+    else:
+        batch = batch or getattr(model, "sw_batch_size", 4)
+    roi = [int(r) for r in roi][-net_dims:]
+    return ([1] * (len(spatial) - net_dims) + roi), batch
+
+
+def build_predictor(model: nn.Module, options: Inference, net_dims: int, device: torch.device,
+                    image_dims: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The function from a batch of windows to raw outputs: optimized network, TTA, AMP, slicing."""
+    network = getattr(model, "backbone", None) if hasattr(model, "predict_patch") else model
+    optimize = options.optimize and isinstance(network, nn.Module) and type(model).predict_patch is _fcn_predict_patch()
+    optimize = optimize or (options.optimize and not hasattr(model, "predict_patch"))
+    forward = optimized_copy(network, net_dims, device) if optimize else model.predict_patch
+    layout = channels_last(net_dims) if optimize and device.type == "cpu" else None
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)) \
+        if options.amp else nullcontext
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with autocast():
+            return forward(x.contiguous(memory_format=layout) if layout is not None else x).float()
+
+    augmented = with_tta(run, net_dims, options.tta)
+    if image_dims == net_dims:
+        return augmented
+    return lambda x: augmented(x[:, :, 0])[:, :, None]  # a 2D network on windows one plane thick
+
+
+def _fcn_predict_patch() -> Any:
+    from im2im_core.frameworks.fcn import FCN
+
+    return FCN.predict_patch
+
+
+def with_channels(dims: str) -> str:
+    """``dims`` with a C axis inserted before the spatial axes."""
+    first_spatial = next(i for i, a in enumerate(dims) if a in "ZYX")
+    return dims if "C" in dims else dims[:first_spatial] + "C" + dims[first_spatial:]
+
+
+def _finisher(model: nn.Module, postprocess: Postprocess | Literal["auto"] | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The per-pixel part of post-processing, applied to each finished band ``(C, rows, ...)``."""
+    if isinstance(postprocess, Postprocess):
+        return postprocess.pointwise
+    if postprocess == "auto" and hasattr(model, "postprocess"):
+        return lambda block: model.postprocess(block[None])[0]
+    return lambda block: block
+
+
+class _Collector:
+    """Receives finished bands, post-processes them, and fills an array or an OME-Zarr store.
+
+    The output axes are the input's; a C axis is added at the first band if the network gives
+    several channels and the input has none.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dims: str, finish: Callable[[torch.Tensor], torch.Tensor],
+                 store: Callable[[tuple[int, ...], str, Any], ZarrOutput] | None) -> None:
+        self.shape, self.dims, self.finish, self.store_factory = shape, dims, finish, store
+        self.out_dims = dims
+        self.target: np.ndarray | ZarrOutput | None = None
+
+    def add(self, index: tuple[int, ...], rows: slice, block: torch.Tensor) -> None:
+        """Store the band ``rows`` of timepoint ``index`` (empty without T)."""
+        final = self.finish(block).cpu().numpy()
+        if self.target is None:
+            self.out_dims = self.dims if final.shape[0] == 1 else with_channels(self.dims)
+            shape = tuple(final.shape[0] if a == "C" else self.shape[self.dims.index(a)] for a in self.out_dims)
+            self.target = self.store_factory(shape, self.out_dims, final.dtype) if self.store_factory else np.zeros(shape, final.dtype)
+        if "C" not in self.out_dims:
+            final = final[0]
+        region = (*(slice(i, i + 1) for i in index), *((slice(0, final.shape[0]),) if "C" in self.out_dims else ()),
+                  slice(rows.start, rows.stop))
+        block_np = final.reshape((1,) * len(index) + final.shape)
+        region = region + tuple(slice(0, n) for n in block_np.shape[len(region):])
+        if isinstance(self.target, np.ndarray):
+            self.target[region] = block_np
+        else:
+            self.target.write(region, block_np)
+
+
+def _whole_image(result: np.ndarray, dims: str, postprocess: Postprocess) -> np.ndarray:
+    """Labelling and small-object removal of each timepoint ``(C, *spatial)`` of ``result``."""
+    with_c = result if "C" in dims else np.expand_dims(result, dims.index(next(a for a in dims if a in "ZYX")))
+    lead = with_c.shape[: 1 if "T" in dims else 0]
+    parts = [postprocess.whole_image(with_c[i]) for i in np.ndindex(*lead)] if lead else [postprocess.whole_image(with_c)]
+    stacked = np.stack(parts) if lead else parts[0]
+    return stacked if "C" in dims else np.squeeze(stacked, axis=dims.index(next(a for a in dims if a in "ZYX")))
+
+
+def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: str | None = None,
+            inference: Inference | None = None, postprocess: Postprocess | Literal["auto"] | None = "auto",
+            normalize: tuple[float, float] | None = None, device: str | torch.device | None = None,
+            config: str | Path | None = None,
+            store: Callable[[tuple[int, ...], str, Any], ZarrOutput] | None = None,
+            progress: Callable[[int, int], None] | None = None, **options: Any) -> np.ndarray | None:
+    """Predict a whole image with sliding windows and return (or store) the output.
+
+    Parameters
+    ----------
+    model_or_checkpoint : torch.nn.Module or path
+        A framework (e.g. ``FCN``), any network, or a ``.ckpt`` file of ``im2im fit`` (its
+        run's ``config.yaml`` is found next to it, or pass ``config``).
+    array : numpy, torch, dask or zarr array
+        The image, axes ``dims``. Lazy arrays are read one band of windows at a time.
+    dims : str, optional
+        Axes of ``array``, letters of ``"TCZYX"`` in that order; default: guessed from the
+        number of axes (``YX``/``CYX`` for a 2D network, ``ZYX``/``CZYX``/``TCZYX`` for 3D).
+        Each timepoint is predicted in turn. The output has the same axes, except that a
+        missing C axis is added when the network gives several channels.
+    inference : Inference, optional
+        Window, overlap, blending, TTA, slicing options; keyword ``options`` override fields.
+    postprocess : Postprocess, "auto" or None
+        ``auto``: the framework's own ``postprocess`` (e.g. FCN masks), raw output for a plain
+        network; ``None``: raw output.
+    normalize : (float, float), optional
+        Percentiles of the input mapped to 0 and 1 before prediction (training normalizes
+        with (0.5, 99.5) by default); estimated on a subsample for lazy arrays. ``None``:
+        the input is used as it is.
+    device : str or torch.device, optional
+        Default: where the model's parameters are.
+    store : callable, optional
+        ``store(shape, dims, dtype)`` returning a :class:`ZarrOutput`: the output is written
+        there band by band and None is returned.
+    progress : callable, optional
+        ``progress(done, total)`` windows of the current timepoint.
+
+    Returns
+    -------
+    numpy.ndarray or None
+    """
+    settings = dataclasses.replace(inference or Inference(), **options)
+    model = _as_model(model_or_checkpoint, config).eval()
+    first = next(model.parameters(), None)
+    device = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
+    net_dims = network_dims(model) or (len(settings.roi_size) if isinstance(settings.roi_size, list) else 2)
+    dims = dims or _guess_dims(array.ndim, net_dims, settings.slice_by_slice)
+    if len(dims) != array.ndim or "".join(a for a in "TCZYX" if a in dims) != dims or not dims.endswith("YX"):
+        raise DataError(f"dims {dims!r} do not fit an array of shape {tuple(array.shape)} (letters of 'TCZYX' in order)")
+    spatial = tuple(int(array.shape[i]) for i, a in enumerate(dims) if a in "ZYX")
+    if len(spatial) != net_dims and not (settings.slice_by_slice and net_dims == 2 and len(spatial) == 3):
+        hint = "; set slice_by_slice to apply a 2D network to each plane" if net_dims == 2 and len(spatial) == 3 else ""
+        raise ConfigError(f"a {net_dims}D network cannot predict an image with spatial axes {dims!r}{hint}")
+    roi, batch = _resolve_window(settings, model, spatial, net_dims)
+    overlap = settings.overlap if settings.overlap is not None else getattr(model, "overlap", 0.25)
+    predictor = build_predictor(model, settings, net_dims, device, len(spatial))
+    whole = isinstance(postprocess, Postprocess) and postprocess.needs_whole_image
+    source = _lazy(array)
+    scale = percentiles(source, *normalize) if normalize is not None else None
+    prepare = (lambda w: (w - scale[0]) / max(scale[1] - scale[0], 1e-12)) if scale is not None else None
+    collector = _Collector(tuple(int(n) for n in array.shape), dims, _finisher(model, postprocess), None if whole else store)
+    with torch.inference_mode():
+        for index in np.ndindex(*([int(array.shape[0])] if "T" in dims else [])):
+            image = source[index] if index else source
+            image = image if "C" in dims else image[None]
+            predict_windows(predictor, image, roi, overlap, batch, settings.mode, sigma_scale=settings.sigma_scale,
+                            align=settings.align, padding_mode=settings.padding_mode, device=device, prepare=prepare,
+                            sink=lambda rows, block, i=index: collector.add(i, rows, block), progress=progress)
+    if not whole:
+        return collector.target if store is None else None  # type: ignore[return-value]
+    result = _whole_image(collector.target, collector.out_dims, postprocess)  # type: ignore[arg-type]
+    if store is None:
+        return result
+    store(result.shape, collector.out_dims, result.dtype).write(tuple(slice(0, n) for n in result.shape), result)
+    return None

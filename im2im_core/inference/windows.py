@@ -1,0 +1,127 @@
+"""Where the windows of sliding-window inference go, and how much each pixel of one weighs.
+
+The windows form a grid that is the product of one list of starts per axis, and the blending
+weight of a window is the product of one 1D profile per axis. So the summed weight at any
+pixel is the product of per-axis sums: no image-sized weight map is ever needed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+
+BlendMode = Literal["gaussian", "constant"]
+
+#: Largest default alignment of window starts: 2**4 suits networks that halve the image 4 times.
+MAX_AUTO_ALIGN = 16
+
+
+def auto_align(roi_size: Sequence[int]) -> int:
+    """The largest power of two, at most 16, that divides every window size."""
+    align = MAX_AUTO_ALIGN
+    while align > 1 and any(size % align for size in roi_size):
+        align //= 2
+    return align
+
+
+def padded_extent(size: int, window: int, align: int) -> int:
+    """Length the windows cover along one axis: ``size`` rounded up to ``align``, at least ``window``."""
+    return max(window, math.ceil(size / align) * align)
+
+
+def axis_starts(size: int, window: int, overlap: float, align: int = 1) -> list[int]:
+    """Starts of the windows along one axis of length ``size``.
+
+    Starts are multiples of ``align`` (so a network that downsamples sees every window on the
+    pixel grid of the whole image) and spread evenly from 0 to ``padded_extent - window``;
+    neighbours overlap by at least ``overlap * window`` pixels. Where a step of ``align``
+    would already be too long for that overlap, ``align`` is halved until it is not.
+
+    Parameters
+    ----------
+    size : int
+        Image length along the axis.
+    window : int
+        Window length, a multiple of ``align``.
+    overlap : float
+        Fraction of the window shared by neighbours, in ``[0, 1)``.
+    align : int
+        Multiple that every start is.
+    """
+    if window % align:
+        raise ValueError(f"window size {window} is not a multiple of the alignment {align}")
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    longest = int(window * (1 - overlap))
+    while align > 1 and longest < align:
+        align //= 2
+    units = (padded_extent(size, window, align) - window) // align
+    if units == 0:
+        return [0]
+    max_step_units = max(1, longest // align)
+    steps = math.ceil(units / max_step_units)
+    small, extra = divmod(units, steps)
+    starts, position = [0], 0
+    for i in range(steps):
+        position += small + (1 if i < extra else 0)
+        starts.append(position * align)
+    return starts
+
+
+def window_profile(window: int, mode: BlendMode = "gaussian", sigma_scale: float = 0.125) -> torch.Tensor:
+    """1D blending weights of one window along one axis (float64).
+
+    ``gaussian``: ``exp(-d**2 / (2 sigma**2))`` with ``d`` the distance to the window centre and
+    ``sigma = sigma_scale * window`` (MONAI's default scale); ``constant``: ones.
+    """
+    if mode == "constant" or window == 1:
+        return torch.ones(window, dtype=torch.float64)
+    if mode != "gaussian":
+        raise ValueError(f"blending mode {mode!r} is not 'gaussian' or 'constant'")
+    distance = torch.arange(window, dtype=torch.float64) - (window - 1) / 2
+    return torch.exp(-(distance**2) / (2 * (sigma_scale * window) ** 2))
+
+
+def axis_total(starts: Sequence[int], profile: torch.Tensor, extent: int) -> torch.Tensor:
+    """Summed weight of all windows at each position ``0..extent-1`` along one axis."""
+    total = torch.zeros(extent, dtype=torch.float64)
+    for start in starts:
+        total[start:start + len(profile)] += profile
+    return total
+
+
+def outer(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Outer product of 1D tensors: ``out[i, j, ...] = v0[i] * v1[j] * ...``."""
+    result = vectors[0]
+    for vector in vectors[1:]:
+        result = result[..., None] * vector
+    return result
+
+
+def auto_window(shape: Sequence[int], max_voxels: int, overlap: float = 0.25, align: int = MAX_AUTO_ALIGN) -> list[int]:
+    """A window of at most ``max_voxels`` pixels for an image of ``shape`` (spatial axes).
+
+    Starting from the whole image (each axis rounded up to ``align``), the longest side is
+    halved until the window fits: windows stay as cubic as the image allows, so that deep
+    networks see enough context and the overlap stays wide. Each side is then shrunk to the
+    smallest multiple of ``align`` that needs no more windows, to pad as little as possible.
+
+    Raises
+    ------
+    ValueError
+        If even a window of ``align`` pixels per axis exceeds ``max_voxels``.
+    """
+    window = [max(align, math.ceil(size / align) * align) for size in shape]
+    while math.prod(window) > max_voxels:
+        longest = max(range(len(window)), key=lambda axis: window[axis])
+        if window[longest] <= align:
+            raise ValueError(f"no window of multiples of {align} pixels fits in {max_voxels} pixels")
+        window[longest] = max(align, math.ceil(window[longest] / 2 / align) * align)
+    for axis, size in enumerate(shape):
+        count = len(axis_starts(size, window[axis], overlap, align))
+        while window[axis] > align and len(axis_starts(size, window[axis] - align, overlap, align)) == count:
+            window[axis] -= align
+    return window
