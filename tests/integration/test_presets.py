@@ -22,6 +22,14 @@ def test_every_core_preset_is_registered():
 def test_preset_trains_two_steps(preset: str, data_2d: Path, data_3d: Path, tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    # No CUDA call anywhere on a machine without a GPU: initialising CUDA would raise here.
+    import torch
+
+    def no_cuda(*args, **kwargs):
+        raise AssertionError("CUDA was initialised during CPU training")
+
+    monkeypatch.setattr(torch.cuda, "_lazy_init", no_cuda)
+    monkeypatch.setattr(torch.Tensor, "cuda", no_cuda)
     config = yaml.safe_load(load_config(preset, get_registry()))
     data = data_3d if config["data"]["dims"] == "ZYX" else data_2d
     code = main(["fit", "--config", preset, "--data.data_path", str(data), "--trainer.max_steps", "2",
