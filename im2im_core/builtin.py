@@ -24,9 +24,19 @@ def im2im_register_backbones() -> dict[str, Any]:
 
 @hookimpl
 def im2im_register_transforms() -> dict[str, Any]:
+    from monai.transforms import NormalizeIntensityd
+
+    from im2im_core.data.normalization import CenterNormalized, PercentileNormalized
     from im2im_core.data.transforms import Binarized, ReadImaged
 
-    return {"ReadImaged": ReadImaged, "Binarized": Binarized}
+    return {
+        "ReadImaged": ReadImaged,
+        "Binarized": Binarized,
+        "PercentileNormalized": PercentileNormalized,
+        "CenterNormalized": CenterNormalized,
+        # z-score normalization is MONAI's; the short name only makes it easy to find
+        "StandardNormalized": NormalizeIntensityd,
+    }
 
 
 @hookimpl

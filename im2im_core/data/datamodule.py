@@ -1,59 +1,62 @@
-"""One LightningDataModule for every framework: paired, image-only and predict samples."""
+"""One LightningDataModule for every framework: paired, unpaired, image-only and predict samples."""
 
 from __future__ import annotations
 
 import random
-from typing import Literal
+import warnings
+from typing import Any, Literal
 
 import lightning.pytorch as pl
-from monai.data import CacheDataset, DataLoader, Dataset
-from monai.transforms import (
-    Compose,
-    RandCropByPosNegLabeld,
-    RandFlipd,
-    RandRotate90d,
-    RandSpatialCropSamplesd,
-    ScaleIntensityRangePercentilesd,
-    SelectItemsd,
-    SpatialPadd,
-    Transform,
-)
+from monai.data import DataLoader
+from monai.transforms import Compose, RandFlipd, RandRotate90d, SelectItemsd, SpatialPadd, Transform
 
-from im2im_core.data.layouts import paired_samples
+from im2im_core.data.datasets import CacheMode, UnpairedDataset, build_dataset, partial_subset
+from im2im_core.data.layouts import paired_samples, unpaired_samples
+from im2im_core.data.normalization import PercentileNormalized
 from im2im_core.data.readers import check_dims
+from im2im_core.data.sampling import Sampling, choose_sampling, patch_sampler
 from im2im_core.data.transforms import Binarized, ReadImaged
 from im2im_core.errors import DataError
+from im2im_core.protocols import Reader
 
-TargetKind = Literal["mask", "labels", "intensity"]
+TargetKind = Literal["mask", "labels", "intensity", "none"]
 
 
 class Im2ImDataModule(pl.LightningDataModule):
-    """Load image pairs, normalize, cache, sample patches and batch them.
+    """Load images, normalize, cache, sample patches and batch them, for any framework.
 
     Parameters
     ----------
     data_path : str, optional
-        Training data: a folder (``IM``/``GT`` subfolders, or ``name_IM``/``name_GT`` files) or
-        a CSV with columns ``input``, ``target``. Required for fit, validate and test.
-    layout : {"auto", "subfolders", "suffix", "csv"}
-        How inputs and targets are paired; ``auto`` detects it.
+        Training data: a folder (``IM``/``GT`` subfolders, ``name_IM``/``name_GT`` files, two
+        domain folders, or images alone) or a CSV with columns ``input``, ``target``
+        [, ``costmap``]. Required for fit, validate and test.
+    layout : {"auto", "subfolders", "suffix", "csv", "images", "unpaired"}
+        How samples are found; ``auto`` detects the paired layouts. ``images`` trains on
+        inputs alone (self-supervised), ``unpaired`` on two unpaired domains.
     input_dir, target_dir : str
-        Subfolder names of the ``subfolders`` layout.
+        Subfolder names of the ``subfolders`` layout, or of domains A and B of ``unpaired``.
     val_path : str, optional
         Validation data in the same layout; when absent a seeded random split of ``data_path``.
     val_fraction : float
         Share of ``data_path`` samples held out for validation when ``val_path`` is absent.
     split_seed : int
-        Seed of that split.
+        Seed of that split, of unpaired pairing and of partial loading.
     predict_path : str, optional
         Images to predict: a folder of images, or a folder in the training layout (then the
         targets found are used for evaluation after prediction).
+    reader : str
+        Registered reader name (``im2im plugins`` lists them); ``bioio`` reads TIFF, OME-TIFF,
+        OME-Zarr and every format of an installed bioio plugin.
     dims : str
         Axes read from each file, e.g. ``"YX"``, ``"ZYX"``, ``"CZYX"``, or ``"YXS"`` for RGB
         (the colour samples become channels).
-    target : {"mask", "labels", "intensity"}
+    T, C, Z : int or list of int, optional
+        Index along an axis not in ``dims`` (``T: 0``) or a subset of one in it (``C: [0, 2]``).
+    target : {"mask", "labels", "intensity", "none"}
         ``mask``: foreground of the target (``> 0``) for binary segmentation; ``labels``: class
-        indices as they are; ``intensity``: an image (label-free, denoising, modality transfer).
+        indices as they are; ``intensity``: an image (label-free, denoising, modality transfer,
+        unpaired domains); ``none``: no target (``images`` layout).
     normalize : list of Transform, optional
         Deterministic dictionary transforms after reading (cached). Default: percentile
         normalization (0.5, 99.5) to [0, 1] of the input, and of the target when ``intensity``.
@@ -61,16 +64,29 @@ class Im2ImDataModule(pl.LightningDataModule):
         Random dictionary transforms applied to training patches. Default: flips along every
         spatial axis and 90-degree rotations in YX.
     patch_size : list of int
-        Training patch size, one entry per spatial axis (2 for YX, 3 for ZYX).
+        Training patch size, one entry per spatial axis (2 for YX, 3 for ZYX); anisotropic
+        sizes such as ``[16, 128, 128]`` are fine. Smaller images are padded.
     samples_per_image : int
         Patches drawn from each image per visit.
+    sampling : {"auto", "uniform", "foreground", "weighted"}
+        Where patches are drawn: anywhere; balanced between target foreground and background;
+        with probability proportional to the cost map (``CM``). ``auto``: weighted when cost
+        maps are given, foreground for masks and labels, uniform otherwise.
+    foreground_fraction : float
+        Share of patches centred on foreground with ``foreground`` sampling.
     batch_size : int
         Patches per training batch, rounded down to a multiple of ``samples_per_image``
         (each loaded image gives that many patches).
     num_workers : int
-        Data loader worker processes.
-    cache : bool
-        Keep the read and normalized images in memory across epochs.
+        Data loader worker processes (and threads that fill the memory cache).
+    cache : {"memory", "disk", "none"}
+        Where the read and normalized images are kept across epochs (see ``cache_dir``).
+    cache_dir : str, optional
+        Folder of the disk cache; reused across runs, new entries when preprocessing changes.
+    partial_fraction : float
+        Share of the training images loaded per round, for datasets larger than memory; a new
+        random share each time the trainer reloads the data loader, which it does every
+        ``trainer.reload_dataloaders_every_n_epochs`` epochs.
     """
 
     def __init__(
@@ -83,61 +99,84 @@ class Im2ImDataModule(pl.LightningDataModule):
         val_fraction: float = 0.2,
         split_seed: int = 0,
         predict_path: str | None = None,
+        reader: str = "bioio",
         dims: str = "YX",
+        T: int | list[int] | None = None,
+        C: int | list[int] | None = None,
+        Z: int | list[int] | None = None,
         target: TargetKind = "mask",
         normalize: list[Transform] | None = None,
         augment: list[Transform] | None = None,
         patch_size: list[int] = [128, 128],  # noqa: B006  (jsonargparse needs a literal default)
         samples_per_image: int = 4,
+        sampling: Sampling = "auto",
+        foreground_fraction: float = 0.5,
         batch_size: int = 8,
         num_workers: int = 0,
-        cache: bool = True,
+        cache: CacheMode = "memory",
+        cache_dir: str | None = None,
+        partial_fraction: float = 1.0,
     ) -> None:
         super().__init__()
         self.data_path, self.layout, self.val_path, self.predict_path = data_path, layout, val_path, predict_path
         self.input_dir, self.target_dir = input_dir, target_dir
         self.val_fraction, self.split_seed = val_fraction, split_seed
-        self.dims = check_dims(dims)
-        self.target = target
+        self.reader_name, self.dims, self.selection = reader, check_dims(dims), {"T": T, "C": C, "Z": Z}
+        self.target = "none" if layout == "images" else target
         self.patch_size = list(patch_size)
         spatial = sum(axis in "ZYX" for axis in self.dims)
         if len(self.patch_size) != spatial:
             raise DataError(f"patch_size {self.patch_size} has {len(self.patch_size)} entries but dims {dims!r} has {spatial} spatial axes")
+        if cache == "disk" and cache_dir is None:
+            raise DataError("data.cache is 'disk' but data.cache_dir is not set: give a folder for the cache")
+        if not 0 < partial_fraction <= 1:
+            raise DataError(f"data.partial_fraction {partial_fraction} must be in (0, 1]")
         self.spatial_dims = spatial
-        self.normalize = normalize
-        self.augment = augment
-        self.samples_per_image, self.batch_size, self.num_workers, self.cache = samples_per_image, batch_size, num_workers, cache
+        self.normalize, self.augment = normalize, augment
+        self.samples_per_image, self.sampling, self.foreground_fraction = samples_per_image, sampling, foreground_fraction
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.cache, self.cache_dir, self.partial_fraction = cache, cache_dir, partial_fraction
         self.train_samples: list[dict[str, str]] = []
         self.val_samples: list[dict[str, str]] = []
+        self.domain_b_samples: list[dict[str, str]] = []
         self.predict_samples: list[dict[str, str]] = []
+
+    # ----------------------------------------------------------------- reading
+    def make_reader(self) -> Reader:
+        """The configured reader, from the plugin registry."""
+        from im2im_core.plugins import get_registry
+
+        reader_class = get_registry().get("readers", self.reader_name)
+        return reader_class(dims=self.dims, **{k: v for k, v in self.selection.items() if v is not None})
+
+    @property
+    def unpaired(self) -> bool:
+        return self.layout == "unpaired"
 
     # ----------------------------------------------------------------- transforms
     def _read_and_normalize(self, keys: list[str]) -> list[Transform]:
-        steps: list[Transform] = [ReadImaged(keys, dims=self.dims)]
+        steps: list[Transform] = [ReadImaged(keys, reader=self.make_reader(), check_pairs=not self.unpaired)]
         if "GT" in keys and self.target == "mask":
             steps.append(Binarized("GT"))
         if self.normalize is not None:
             steps.extend(self.normalize)
         else:
-            norm_keys = ["IM", "GT"] if self.target == "intensity" and "GT" in keys else ["IM"]
-            steps.append(ScaleIntensityRangePercentilesd(norm_keys, lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, allow_missing_keys=True))
+            norm_keys = [k for k in keys if k == "IM" or (k == "GT" and self.target == "intensity")]
+            steps.append(PercentileNormalized(norm_keys))
         return steps
 
-    def _default_augment(self) -> list[Transform]:
-        keys = ["IM", "GT"]
+    def _default_augment(self, keys: list[str]) -> list[Transform]:
         flips: list[Transform] = [RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(self.spatial_dims)]
         last_two = (self.spatial_dims - 2, self.spatial_dims - 1)
         return [*flips, RandRotate90d(keys, prob=0.5, spatial_axes=last_two)]
 
-    def train_transform(self) -> Compose:
-        """Read, normalize (cached part), then pad, crop patches and augment."""
-        keys = ["IM", "GT"]
-        if self.target == "intensity":
-            crop: Transform = RandSpatialCropSamplesd(keys, roi_size=self.patch_size, num_samples=self.samples_per_image, random_size=False)
-        else:
-            crop = RandCropByPosNegLabeld(keys, label_key="GT", spatial_size=self.patch_size, pos=1, neg=1,
-                                          num_samples=self.samples_per_image, allow_smaller=True)
-        augment = self.augment if self.augment is not None else self._default_augment()
+    def train_transform(self, keys: list[str]) -> Compose:
+        """Read and normalize (the cached part), then pad, sample patches and augment."""
+        has_costmap = "CM" in keys
+        sampling = choose_sampling(self.sampling, self.target if "GT" in keys and not self.unpaired else "none", has_costmap)
+        crop = patch_sampler(sampling, keys, self.patch_size, self.samples_per_image, self.foreground_fraction,
+                             weight_key="CM" if has_costmap else "GT")
+        augment = self.augment if self.augment is not None else self._default_augment(keys)
         return Compose([*self._read_and_normalize(keys), SelectItemsd(keys),
                         SpatialPadd(keys, spatial_size=self.patch_size), crop, *augment])
 
@@ -151,11 +190,20 @@ class Im2ImDataModule(pl.LightningDataModule):
             raise DataError("data.data_path is not set: give the training data folder or CSV (--data.data_path PATH)")
         return self.data_path
 
+    def _find_samples(self, path: str) -> list[dict[str, str]]:
+        if self.target == "none":
+            return [{"IM": s["IM"]} for s in paired_samples(path, "images" if self.layout == "images" else self.layout,
+                                                            self.input_dir, self.target_dir, need_target=False)]
+        return paired_samples(path, self.layout, self.input_dir, self.target_dir)
+
     def _split(self) -> None:
-        samples = paired_samples(self._require_data_path(), self.layout, self.input_dir, self.target_dir)
+        if self.unpaired:
+            self.train_samples, self.domain_b_samples = unpaired_samples(self._require_data_path(), self.input_dir, self.target_dir)
+            self.val_samples = []
+            return
+        samples = self._find_samples(self._require_data_path())
         if self.val_path is not None:
-            self.train_samples = samples
-            self.val_samples = paired_samples(self.val_path, self.layout, self.input_dir, self.target_dir)
+            self.train_samples, self.val_samples = samples, self._find_samples(self.val_path)
             return
         order = list(range(len(samples)))
         random.Random(self.split_seed).shuffle(order)
@@ -164,36 +212,71 @@ class Im2ImDataModule(pl.LightningDataModule):
         self.val_samples = [samples[i] for i in sorted(order[:n_val])]
         self.train_samples = [samples[i] for i in sorted(order[n_val:])]
 
+    def check_samples(self) -> None:
+        """Open every training and validation file (metadata only) and compare pair shapes.
+
+        Runs in ``setup``, so a missing, unreadable or mismatched file stops the run before
+        training starts, with its name in the message.
+        """
+        reader = self.make_reader()
+        keys_with_cm = {frozenset(s) & {"CM"} for s in self.train_samples + self.val_samples}
+        if len(keys_with_cm) > 1:
+            raise DataError("some samples have a cost map (CM) and others not: give one for every sample or none")
+        for sample in [*self.train_samples, *self.val_samples, *self.domain_b_samples]:
+            shapes = {}
+            for key, path in sample.items():
+                image = reader.read(path)
+                shapes[path] = tuple(image.array.shape[-self.spatial_dims:])
+            if not self.unpaired and len(set(shapes.values())) > 1:
+                listing = "; ".join(f"{path} has shape {shape}" for path, shape in shapes.items())
+                raise DataError(f"input and target differ in spatial shape: {listing}")
+
     def setup(self, stage: str | None = None) -> None:
-        """Find the samples of ``stage`` and check that every file is there."""
+        """Find the samples of ``stage`` and check that every file is there and fits."""
         if stage in (None, "fit", "validate", "test"):
             self._split()
+            self.check_samples()
+            trainer = self._trainer_or_none()
+            if self.partial_fraction < 1 and trainer is not None and not trainer.reload_dataloaders_every_n_epochs:
+                warnings.warn("data.partial_fraction < 1 but trainer.reload_dataloaders_every_n_epochs is 0: "
+                              "the same share of the training set is used in every epoch", stacklevel=2)
         if stage == "predict":
             if self.predict_path is None:
                 raise DataError("data.predict_path is not set: give the folder of images to predict (--data.predict_path PATH)")
             self.predict_samples = paired_samples(self.predict_path, "auto", self.input_dir, self.target_dir, need_target=False)
 
-    def _dataset(self, samples: list[dict[str, str]], transform: Compose, cache: bool) -> Dataset:
-        if cache:
-            return CacheDataset(samples, transform, cache_rate=1.0, num_workers=None if self.num_workers == 0 else self.num_workers, progress=False)
-        return Dataset(samples, transform)
+    def _trainer_or_none(self) -> Any:
+        return getattr(self, "trainer", None)
 
     # ----------------------------------------------------------------- loaders
-    def train_dataloader(self) -> DataLoader:
-        dataset = self._dataset(self.train_samples, self.train_transform(), self.cache)
+    def _loader(self, dataset: Any, shuffle: bool) -> DataLoader:
         images_per_batch = max(1, self.batch_size // self.samples_per_image)
-        return DataLoader(dataset, batch_size=images_per_batch, shuffle=True, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, drop_last=False)
+        return DataLoader(dataset, batch_size=images_per_batch, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0 and self.partial_fraction == 1)
 
-    def val_dataloader(self) -> DataLoader:
-        dataset = self._dataset(self.val_samples, self.eval_transform(["IM", "GT"]), self.cache)
+    def train_dataloader(self) -> DataLoader:
+        trainer = self._trainer_or_none()
+        round_index = trainer.current_epoch if trainer is not None else 0
+        samples = partial_subset(self.train_samples, self.partial_fraction, round_index, self.split_seed)
+        if self.unpaired:
+            domain_a = build_dataset(samples, self.train_transform(["IM"]), self.cache, self.cache_dir, self.num_workers)
+            domain_b = build_dataset(self.domain_b_samples, self.train_transform(["GT"]), self.cache, self.cache_dir, self.num_workers)
+            return self._loader(UnpairedDataset(domain_a, domain_b, self.split_seed + round_index), shuffle=True)
+        keys = sorted(samples[0], key=["IM", "GT", "CM"].index)
+        return self._loader(build_dataset(samples, self.train_transform(keys), self.cache, self.cache_dir, self.num_workers), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if not self.val_samples:
+            return []
+        keys = [k for k in ("IM", "GT") if k in self.val_samples[0]]
+        dataset = build_dataset(self.val_samples, self.eval_transform(keys), "memory" if self.cache != "none" else "none",
+                                num_workers=self.num_workers)
         return DataLoader(dataset, batch_size=1, num_workers=self.num_workers)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | list:
         return self.val_dataloader()
 
     def predict_dataloader(self) -> DataLoader:
         """One whole image per batch; targets are not read here (the writer evaluates them)."""
         samples = [{"IM": s["IM"], "GT_path": s.get("GT", "")} for s in self.predict_samples]
-        dataset = Dataset(samples, self.eval_transform(["IM"]))
-        return DataLoader(dataset, batch_size=1, num_workers=self.num_workers)
+        return DataLoader(build_dataset(samples, self.eval_transform(["IM"]), "none"), batch_size=1, num_workers=self.num_workers)

@@ -10,6 +10,8 @@ csv
     a CSV file with columns ``input`` and ``target`` (and optional ``costmap``).
 images
     a folder of images alone (prediction, self-supervised training).
+unpaired
+    two folders of images, domain A and domain B, of any sizes (CycleGAN-type training).
 """
 
 from __future__ import annotations
@@ -123,3 +125,19 @@ def _csv_samples(csv_path: Path) -> list[dict[str, str]]:
             sample[key] = str(path)
         samples.append(sample)
     return samples
+
+
+def unpaired_samples(data_path: str | Path, domain_a: str = "IM", domain_b: str = "GT") -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Return the images of two unpaired domains, ``data_path/<domain_a>`` and ``<domain_b>``.
+
+    Each is a list of ``{"IM": path}`` (domain A) or ``{"GT": path}`` (domain B); the two
+    lists may differ in length and their images in size.
+    """
+    data_path = Path(data_path)
+    folders = {"A": data_path / domain_a, "B": data_path / domain_b}
+    for name, folder in folders.items():
+        if not folder.is_dir():
+            raise DataError(f"unpaired domain {name} folder not found: {folder}")
+    images_a = [{"IM": str(p)} for p in list_images(folders["A"])]
+    images_b = [{"GT": str(p)} for p in list_images(folders["B"])]
+    return images_a, images_b
