@@ -162,7 +162,8 @@ class Im2ImDataModule(pl.LightningDataModule):
             steps.extend(self.normalize)
         else:
             norm_keys = [k for k in keys if k == "IM" or (k == "GT" and self.target == "intensity")]
-            steps.append(PercentileNormalized(norm_keys))
+            if norm_keys:
+                steps.append(PercentileNormalized(norm_keys))
         return steps
 
     def _default_augment(self, keys: list[str]) -> list[Transform]:

@@ -11,6 +11,8 @@ from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.data.utils import pickle_hashing
 from torch.utils.data import Dataset as TorchDataset
 
+from im2im_core.errors import Im2ImError
+
 CacheMode = Literal["memory", "disk", "none"]
 
 
@@ -24,14 +26,26 @@ def build_dataset(samples: Sequence[dict[str, Any]], transform: Callable, cache:
     new entries instead of reusing stale ones; ``none`` reads every time.
     """
     if cache == "memory":
-        return CacheDataset(list(samples), transform, cache_rate=1.0,
-                            num_workers=num_workers or None, progress=False)
+        try:
+            return CacheDataset(list(samples), transform, cache_rate=1.0,
+                                num_workers=num_workers or None, progress=False)
+        except RuntimeError as exc:  # MONAI wraps a transform's error; the user needs ours
+            raise _user_error(exc) or exc from None
     if cache == "disk":
         if cache_dir is None:
             raise ValueError("cache 'disk' needs a cache_dir")
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         return PersistentDataset(list(samples), transform, cache_dir=cache_dir, hash_transform=pickle_hashing)
     return Dataset(list(samples), transform)
+
+
+def _user_error(exc: BaseException) -> Im2ImError | None:
+    """The im2im error (wrong file, key or value) behind a wrapped exception, if any."""
+    while exc is not None:
+        if isinstance(exc, Im2ImError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def partial_subset(samples: Sequence[dict[str, Any]], fraction: float, round_index: int, seed: int) -> list[dict[str, Any]]:
