@@ -21,9 +21,9 @@ class Inference:
     ----------
     roi_size : list of int or "auto", optional
         Window size, one entry per spatial axis of the network (2 for a 2D network applied
-        slice by slice). ``None``: the framework's window (``FCN.roi_size``, else the data
-        module's ``patch_size``); ``"auto"``, or when the framework has none: the largest window
-        of at most ``max_window_voxels`` pixels that fits the image (see ``windows.auto_window``).
+        slice by slice). ``None``: the framework's ``roi_size`` if set, else ``"auto"``: a
+        window of at most ``max_window_voxels`` pixels shaped after the image (see
+        ``windows.auto_window``).
     max_window_voxels : int
         Size limit of an automatic window, divided by ``sw_batch_size``.
     overlap : float, optional
@@ -34,6 +34,9 @@ class Inference:
         Blending of overlapping windows.
     sigma_scale : float
         Standard deviation of the Gaussian, a fraction of the window.
+    edge_trim : float
+        Fraction of each overlap where a window's border pixels get weight 0 (they see the
+        window's zero padding); in ``[0, 0.5)``.
     align : int, optional
         Window starts are multiples of it (default: the largest power of two up to 16 that
         divides the window), so networks that downsample see one pixel grid everywhere.
@@ -56,6 +59,7 @@ class Inference:
     sw_batch_size: int | None = None
     mode: BlendMode = "gaussian"
     sigma_scale: float = 0.125
+    edge_trim: float = 0.25
     align: int | None = None
     padding_mode: PaddingMode = "constant"
     tta: TTAMode = "none"

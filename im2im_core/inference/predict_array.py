@@ -95,10 +95,9 @@ def _resolve_window(options: Inference, model: nn.Module, spatial: tuple[int, ..
 def build_predictor(model: nn.Module, options: Inference, net_dims: int, device: torch.device,
                     image_dims: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """The function from a batch of windows to raw outputs: optimized network, TTA, AMP, slicing."""
-    network = getattr(model, "backbone", None) if hasattr(model, "predict_patch") else model
-    optimize = options.optimize and isinstance(network, nn.Module) and type(model).predict_patch is _fcn_predict_patch()
-    optimize = optimize or (options.optimize and not hasattr(model, "predict_patch"))
-    forward = optimized_copy(network, net_dims, device) if optimize else model.predict_patch
+    network = _plain_network(model)
+    optimize = options.optimize and network is not None
+    forward = optimized_copy(network, net_dims, device) if optimize else getattr(model, "predict_patch", model)  # type: ignore[arg-type]
     layout = channels_last(net_dims) if optimize and device.type == "cpu" else None
     autocast = (lambda: torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)) \
         if options.amp else nullcontext
@@ -113,10 +112,19 @@ def build_predictor(model: nn.Module, options: Inference, net_dims: int, device:
     return lambda x: augmented(x[:, :, 0])[:, :, None]  # a 2D network on windows one plane thick
 
 
-def _fcn_predict_patch() -> Any:
+def _plain_network(model: nn.Module) -> nn.Module | None:
+    """The network that maps windows to outputs when no framework logic sits in between.
+
+    A plain ``nn.Module`` is one; so is an FCN's backbone (``FCN.predict_patch`` only calls it).
+    None for other frameworks, whose ``predict_patch`` is used as it is.
+    """
+    if not hasattr(model, "predict_patch"):
+        return model
     from im2im_core.frameworks.fcn import FCN
 
-    return FCN.predict_patch
+    if type(model).predict_patch is FCN.predict_patch and isinstance(getattr(model, "backbone", None), nn.Module):
+        return model.backbone
+    return None
 
 
 def with_channels(dims: str) -> str:
@@ -241,6 +249,7 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
             image = source[index] if index else source
             image = image if "C" in dims else image[None]
             predict_windows(predictor, image, roi, overlap, batch, settings.mode, sigma_scale=settings.sigma_scale,
+                            edge_trim=settings.edge_trim,
                             align=settings.align, padding_mode=settings.padding_mode, device=device, prepare=prepare,
                             sink=lambda rows, block, i=index: collector.add(i, rows, block), progress=progress)
     if not whole:

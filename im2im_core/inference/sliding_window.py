@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from im2im_core.inference.windows import BlendMode, auto_align, axis_starts, axis_total, outer, window_profile
+from im2im_core.inference.windows import BlendMode, auto_align, axis_profiles, axis_starts, axis_total, outer, window_profile
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 #: ``sink(rows, block)``: rows ``rows`` of the first spatial axis are final; ``block`` is ``(C, rows, ...)``.
@@ -57,7 +57,7 @@ def _window(slab: torch.Tensor, offsets: Sequence[int], roi: Sequence[int], padd
 @torch.no_grad()
 def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], overlap: float = 0.25,
                     sw_batch_size: int = 4, mode: BlendMode = "gaussian", *, sigma_scale: float = 0.125,
-                    align: int | None = None, padding_mode: PaddingMode = "constant",
+                    edge_trim: float = 0.25, align: int | None = None, padding_mode: PaddingMode = "constant",
                     device: torch.device | str | None = None, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     sink: Sink | None = None, progress: Callable[[int, int], None] | None = None) -> torch.Tensor | None:
     """Blend the predictions of overlapping windows of one image ``(C, *spatial)``.
@@ -78,6 +78,9 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
         Blending weights; ``gaussian`` gives less weight to window borders.
     sigma_scale : float
         Standard deviation of the Gaussian as a fraction of the window size.
+    edge_trim : float
+        Fraction of each overlap, on either side, where a window gets weight 0 (its border
+        pixels, which see the window's zero padding); in ``[0, 0.5)``.
     align : int, optional
         Window starts are multiples of ``align`` (default: the largest power of two up to 16
         dividing every window size), so stride-2 networks see one pixel grid everywhere.
@@ -105,11 +108,11 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
     align = auto_align(roi) if align is None else align
     starts = [axis_starts(s, r, overlap, align) for s, r in zip(spatial, roi)]
     extents = [st[-1] + r for st, r in zip(starts, roi)]
-    profiles = [window_profile(r, mode, sigma_scale) for r in roi]
+    profiles = [axis_profiles(st, window_profile(r, mode, sigma_scale), edge_trim) for st, r in zip(starts, roi)]
     totals = [axis_total(st, p, e) for st, p, e in zip(starts, profiles, extents)]
+    index = [{start: k for k, start in enumerate(st)} for st in starts]
     out_device = image.device if isinstance(image, torch.Tensor) else torch.device("cpu")
     device = torch.device(device) if device is not None else out_device
-    weight = outer(profiles).float().to(out_device)
     total_windows = int(np.prod([len(st) for st in starts]))
     result: list[torch.Tensor] = []
     buffer: torch.Tensor | None = None
@@ -133,7 +136,8 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
                 buffer = torch.zeros((outputs.shape[1], roi[0], *extents[1:]), device=out_device)
             for o, output in zip(batch, outputs):
                 region = (slice(None), slice(0, roi[0]), *(slice(s, s + r) for s, r in zip(o, roi[1:])))
-                buffer[region] += output * weight
+                factors = [profiles[0][band], *(profiles[axis + 1][index[axis + 1][s]] for axis, s in enumerate(o))]
+                buffer[region] += output * outer(factors).to(out_device, torch.float32)
             done += len(batch)
             if progress is not None:
                 progress(done, total_windows)

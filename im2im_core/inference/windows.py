@@ -20,9 +20,9 @@ MAX_AUTO_ALIGN = 16
 
 
 def auto_align(roi_size: Sequence[int]) -> int:
-    """The largest power of two, at most 16, that divides every window size."""
+    """The largest power of two, at most 16, that divides every window size above 1."""
     align = MAX_AUTO_ALIGN
-    while align > 1 and any(size % align for size in roi_size):
+    while align > 1 and any(size % align for size in roi_size if size > 1):
         align //= 2
     return align
 
@@ -51,6 +51,8 @@ def axis_starts(size: int, window: int, overlap: float, align: int = 1) -> list[
     align : int
         Multiple that every start is.
     """
+    if window == 1:
+        return list(range(size))
     if window % align:
         raise ValueError(f"window size {window} is not a multiple of the alignment {align}")
     if not 0 <= overlap < 1:
@@ -85,10 +87,43 @@ def window_profile(window: int, mode: BlendMode = "gaussian", sigma_scale: float
     return torch.exp(-(distance**2) / (2 * (sigma_scale * window) ** 2))
 
 
-def axis_total(starts: Sequence[int], profile: torch.Tensor, extent: int) -> torch.Tensor:
+def axis_profiles(starts: Sequence[int], profile: torch.Tensor, edge_trim: float = 0.25) -> list[torch.Tensor]:
+    """The blending profile of each window along one axis, its overlapped edges trimmed.
+
+    Where a window overlaps its neighbour by ``n`` pixels, its outermost
+    ``floor(edge_trim * n)`` pixels on that side get weight 0: those pixels see the window's
+    own padding (zeros beyond its border) and so differ most from a whole-image pass. Sides
+    at the image border keep their weight, as no other window covers them.
+
+    Parameters
+    ----------
+    starts : sequence of int
+        Window starts along the axis, increasing.
+    profile : torch.Tensor
+        The untrimmed 1D profile (:func:`window_profile`).
+    edge_trim : float
+        Fraction of each overlap, in ``[0, 0.5)``, given weight 0 on either side.
+    """
+    if not 0 <= edge_trim < 0.5:
+        raise ValueError(f"edge_trim must be in [0, 0.5), got {edge_trim}")
+    window = len(profile)
+    profiles = []
+    for k, start in enumerate(starts):
+        trimmed = profile.clone()
+        if k > 0:
+            trimmed[: int(edge_trim * (starts[k - 1] + window - start))] = 0
+        if k + 1 < len(starts):
+            cut = int(edge_trim * (start + window - starts[k + 1]))
+            if cut:
+                trimmed[window - cut:] = 0
+        profiles.append(trimmed)
+    return profiles
+
+
+def axis_total(starts: Sequence[int], profiles: Sequence[torch.Tensor], extent: int) -> torch.Tensor:
     """Summed weight of all windows at each position ``0..extent-1`` along one axis."""
     total = torch.zeros(extent, dtype=torch.float64)
-    for start in starts:
+    for start, profile in zip(starts, profiles):
         total[start:start + len(profile)] += profile
     return total
 
