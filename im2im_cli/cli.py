@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
+from jsonargparse.typing import register_type
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningCLI
 
 from im2im_core.data import Im2ImDataModule
 from im2im_core.inference.writer import PredictionWriter
+
+
+# MONAI's dictionary transforms type their ``keys`` as Hashable, which jsonargparse cannot
+# write back to YAML ("Unable to serialize instance IM"); keys are plain strings in configs.
+register_type(Hashable, serializer=lambda value: value, deserializer=lambda value: value)
 
 
 class Im2ImCLI(LightningCLI):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,12 @@ def im2im_register_transforms() -> dict[str, Any]:
 
 @hookimpl
 def im2im_register_readers() -> dict[str, Any]:
-    from im2im_core.data.readers import BioioReader
+    from im2im_core.data.readers import AicsImageIOReader, BioioReader
 
-    return {"bioio": BioioReader}
+    readers: dict[str, Any] = {"bioio": BioioReader}
+    if importlib.util.find_spec("aicsimageio") is not None:
+        readers["aicsimageio"] = AicsImageIOReader
+    return readers
 
 
 @hookimpl

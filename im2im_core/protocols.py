@@ -7,10 +7,12 @@ comes from the core, a plugin, MONAI or a user's own module.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # readers must import without torch (the aicsimageio environment has none)
+    import torch
 
 
 @runtime_checkable

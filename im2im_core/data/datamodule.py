@@ -232,7 +232,8 @@ class Im2ImDataModule(pl.LightningDataModule):
             shapes = {}
             for key, path in sample.items():
                 image = reader.read(path)
-                shapes[path] = tuple(image.array.shape[-self.spatial_dims:])
+                spatial_end = len(image.dims) - 1 if image.dims.endswith("S") else len(image.dims)
+                shapes[path] = tuple(image.array.shape[spatial_end - self.spatial_dims:spatial_end])
             if not self.unpaired and len(set(shapes.values())) > 1:
                 listing = "; ".join(f"{path} has shape {shape}" for path, shape in shapes.items())
                 raise DataError(f"input and target differ in spatial shape: {listing}")

@@ -59,18 +59,37 @@ class BioioReader:
         self.dims = check_dims(dims)
         self.selection = {k: v for k, v in {"T": T, "C": C, "Z": Z}.items() if v is not None}
 
-    def read(self, path: str | Path) -> ImageData:
-        """Return the image at ``path`` with axes ``self.dims`` (a dask array)."""
+    def open(self, path: Path) -> Any:
+        """The library's image object for ``path`` (bioio's ``BioImage``)."""
         from bioio import BioImage
 
+        return BioImage(path, reader=_reader_for(path))
+
+    def read(self, path: str | Path) -> ImageData:
+        """Return the image at ``path`` with axes ``self.dims`` (a dask array)."""
         path = Path(path)
         if not path.exists():
             raise DataError(f"image file not found: {path}")
         try:
-            image = BioImage(path, reader=_reader_for(path))
+            image = self.open(path)
             array = image.get_image_dask_data(self.dims, **self.selection)
             sizes = image.physical_pixel_sizes
         except Exception as exc:
             raise DataError(f"cannot read image {path} with dims {self.dims!r}: {type(exc).__name__}: {exc}") from None
         pixel_sizes: dict[str, Any] = {"Z": sizes.Z, "Y": sizes.Y, "X": sizes.X}
         return ImageData(array=array, dims=self.dims, physical_pixel_sizes=pixel_sizes)
+
+
+class AicsImageIOReader(BioioReader):
+    """Read with aicsimageio 4.x, the package the original MMV_Im2Im toolbox used.
+
+    Same axes and selection as :class:`BioioReader`; registered as ``aicsimageio`` only when
+    aicsimageio is importable (it needs older zarr and numcodecs than bioio, so it usually
+    lives in an environment of its own).
+    """
+
+    def open(self, path: Path) -> Any:
+        """aicsimageio's ``AICSImage`` for ``path``."""
+        from aicsimageio import AICSImage
+
+        return AICSImage(path)

@@ -78,6 +78,16 @@ def write_ome_tiff(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[s
         save_ome_tiff(array, partial, dims, pixel_sizes)
 
 
+def default_chunks(shape: Sequence[int], dims: str) -> list[int]:
+    """One timepoint and channel, 64x32x256 pixels in ZYX (256x256 in YX), cut to the shape.
+
+    Thin in Y for 3D, so that streamed prediction (which sweeps large volumes along Y) writes
+    whole chunks while holding few finished rows back.
+    """
+    limits = {"T": 1, "C": 1, "Z": 64, "Y": 32 if "Z" in dims else 256, "X": 256}
+    return [min(int(n), limits[a]) for n, a in zip(shape, dims)]
+
+
 class ZarrOutput:
     """An OME-Zarr image (one resolution level) filled region by region.
 
@@ -94,15 +104,14 @@ class ZarrOutput:
     pixel_sizes : dict
         Physical size of a pixel along ``"Z"``, ``"Y"``, ``"X"`` (micrometres), where known.
     chunks : sequence of int, optional
-        Chunk shape; default: one timepoint and channel, up to 64 planes of up to 512x512.
+        Chunk shape; default: :func:`default_chunks`.
     """
 
     def __init__(self, store: Path, shape: Sequence[int], dims: str, dtype: Any, pixel_sizes: dict[str, float | None],
                  chunks: Sequence[int] | None = None) -> None:
         from bioio_ome_zarr.writers import OMEZarrWriter
 
-        limits = {"T": 1, "C": 1, "Z": 64, "Y": 512, "X": 512}
-        chunk_shape = list(chunks) if chunks is not None else [min(n, limits[a]) for n, a in zip(shape, dims)]
+        chunk_shape = list(chunks) if chunks is not None else default_chunks(shape, dims)
         scale = [pixel_sizes.get(a) or 1.0 if a in "ZYX" else 1.0 for a in dims]
         self.writer = OMEZarrWriter(str(store), level_shapes=[tuple(shape)], dtype=np.dtype(dtype), chunk_shape=[chunk_shape],
                                     axes_names=[a.lower() for a in dims],
@@ -115,4 +124,4 @@ class ZarrOutput:
     def write(self, region: tuple[slice, ...], block: np.ndarray) -> None:
         """Store ``block`` at ``region`` (one slice per axis, with explicit bounds)."""
         full = tuple(slice(s.start or 0, n if s.stop is None else s.stop) for s, n in zip(region, self.shape))
-        self.writer.write_region(np.ascontiguousarray(block), full)
+        self.writer.write_region(block, full)

@@ -22,7 +22,7 @@ from im2im_core.errors import ConfigError, DataError
 from im2im_core.inference.checkpoint import load_model
 from im2im_core.inference.optimize import channels_last, optimized_copy
 from im2im_core.inference.options import Inference
-from im2im_core.inference.outputs import ZarrOutput
+from im2im_core.inference.outputs import ZarrOutput, default_chunks
 from im2im_core.inference.postprocess import Postprocess
 from im2im_core.inference.sliding_window import predict_windows
 from im2im_core.inference.tta import with_tta
@@ -155,8 +155,8 @@ class _Collector:
         self.out_dims = dims
         self.target: np.ndarray | ZarrOutput | None = None
 
-    def add(self, index: tuple[int, ...], rows: slice, block: torch.Tensor) -> None:
-        """Store the band ``rows`` of timepoint ``index`` (empty without T)."""
+    def add(self, index: tuple[int, ...], region: tuple[slice, ...], block: torch.Tensor) -> None:
+        """Store the output ``block`` at spatial ``region`` of timepoint ``index`` (empty without T)."""
         final = self.finish(block).cpu().numpy()
         if self.target is None:
             self.out_dims = self.dims if final.shape[0] == 1 else with_channels(self.dims)
@@ -164,14 +164,13 @@ class _Collector:
             self.target = self.store_factory(shape, self.out_dims, final.dtype) if self.store_factory else np.zeros(shape, final.dtype)
         if "C" not in self.out_dims:
             final = final[0]
-        region = (*(slice(i, i + 1) for i in index), *((slice(0, final.shape[0]),) if "C" in self.out_dims else ()),
-                  slice(rows.start, rows.stop))
-        block_np = final.reshape((1,) * len(index) + final.shape)
-        region = region + tuple(slice(0, n) for n in block_np.shape[len(region):])
+        channels = (slice(0, final.shape[0]),) if "C" in self.out_dims else ()
+        full = (*(slice(i, i + 1) for i in index), *channels, *region)
+        final = final.reshape((1,) * len(index) + final.shape)
         if isinstance(self.target, np.ndarray):
-            self.target[region] = block_np
+            self.target[full] = final
         else:
-            self.target.write(region, block_np)
+            self.target.write(full, final)
 
 
 def _whole_image(result: np.ndarray, dims: str, postprocess: Postprocess) -> np.ndarray:
@@ -216,7 +215,7 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
         Default: where the model's parameters are.
     store : callable, optional
         ``store(shape, dims, dtype)`` returning a :class:`ZarrOutput`: the output is written
-        there band by band and None is returned.
+        there band by band, in whole chunks of ``default_chunks``, and None is returned.
     progress : callable, optional
         ``progress(done, total)`` windows of the current timepoint.
 
@@ -243,6 +242,8 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
     source = _lazy(array)
     scale = percentiles(source, *normalize) if normalize is not None else None
     prepare = (lambda w: (w - scale[0]) / max(scale[1] - scale[0], 1e-12)) if scale is not None else None
+    spatial_dims = "".join(a for a in dims if a in "ZYX")
+    emit_multiple = default_chunks(spatial, spatial_dims) if store is not None and not whole else 1
     collector = _Collector(tuple(int(n) for n in array.shape), dims, _finisher(model, postprocess), None if whole else store)
     with torch.inference_mode():
         for index in np.ndindex(*([int(array.shape[0])] if "T" in dims else [])):
@@ -251,7 +252,8 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
             predict_windows(predictor, image, roi, overlap, batch, settings.mode, sigma_scale=settings.sigma_scale,
                             edge_trim=settings.edge_trim,
                             align=settings.align, padding_mode=settings.padding_mode, device=device, prepare=prepare,
-                            sink=lambda rows, block, i=index: collector.add(i, rows, block), progress=progress)
+                            sink=lambda region, block, i=index: collector.add(i, region, block), progress=progress,
+                            emit_multiple=emit_multiple)
     if not whole:
         return collector.target if store is None else None  # type: ignore[return-value]
     result = _whole_image(collector.target, collector.out_dims, postprocess)  # type: ignore[arg-type]

@@ -3,14 +3,16 @@
 MONAI's ``sliding_window_inference`` holds the whole input, output and weight map in memory,
 so it cannot predict an image larger than memory or write it as it goes; this module keeps
 the same idea (overlapping windows, Gaussian or constant blending) but sweeps the image one
-*band* of windows at a time along the first spatial axis. Only the band's input slab and an
-output buffer one window thick are in memory; finished rows go to a ``sink`` (an in-memory
-tensor, or an OME-Zarr store) as soon as no later window touches them.
+*band* of windows at a time along one spatial axis (the one with the smallest bands). Only
+the band's input slab and an output buffer one window thick are in memory; finished rows go
+to a ``sink`` (an in-memory tensor, or an OME-Zarr store) as soon as no later window touches
+them.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -21,8 +23,8 @@ import torch.nn.functional as F
 from im2im_core.inference.windows import BlendMode, auto_align, axis_profiles, axis_starts, axis_total, outer, window_profile
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
-#: ``sink(rows, block)``: rows ``rows`` of the first spatial axis are final; ``block`` is ``(C, rows, ...)``.
-Sink = Callable[[slice, torch.Tensor], None]
+#: ``sink(region, block)``: ``block`` ``(C, ...)`` is the final output at ``region`` (one slice per spatial axis).
+Sink = Callable[[tuple[slice, ...], torch.Tensor], None]
 PaddingMode = Literal["constant", "reflect", "replicate"]
 
 
@@ -54,19 +56,43 @@ def _window(slab: torch.Tensor, offsets: Sequence[int], roi: Sequence[int], padd
     return F.pad(window[None].float(), pad, mode=padding_mode)[0]
 
 
+def sweep_axis(spatial: Sequence[int], roi: Sequence[int]) -> int:
+    """The spatial axis whose bands (one window thick, the image wide) are smallest."""
+    return min(range(len(spatial)), key=lambda a: roi[a] * math.prod(s for b, s in enumerate(spatial) if b != a))
+
+
+def _move_axis(image: Any, source: int, destination: int) -> Any:
+    if source == destination:
+        return image
+    if isinstance(image, torch.Tensor):
+        return image.movedim(source, destination)
+    return np.moveaxis(image, source, destination)  # numpy, and dask through __array_function__
+
+
+def _shift(buffer: torch.Tensor, finished: int) -> None:
+    """Move rows ``finished:`` of ``buffer`` (axis 1) to the front and zero the rest, in place."""
+    keep = buffer.shape[1] - finished
+    for i in range(0, keep, finished):  # pieces no longer than the shift never overlap their source
+        n = min(finished, keep - i)
+        buffer[:, i:i + n].copy_(buffer[:, finished + i:finished + i + n])
+    buffer[:, keep:] = 0
+
+
 @torch.no_grad()
 def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], overlap: float = 0.25,
                     sw_batch_size: int = 4, mode: BlendMode = "gaussian", *, sigma_scale: float = 0.125,
                     edge_trim: float = 0.25, align: int | None = None, padding_mode: PaddingMode = "constant",
                     device: torch.device | str | None = None, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                    sink: Sink | None = None, progress: Callable[[int, int], None] | None = None) -> torch.Tensor | None:
+                    sink: Sink | None = None, progress: Callable[[int, int], None] | None = None,
+                    axis: int | None = None, block_bytes: int = 2**25,
+                    emit_multiple: int | Sequence[int] = 1) -> torch.Tensor | None:
     """Blend the predictions of overlapping windows of one image ``(C, *spatial)``.
 
     Parameters
     ----------
     predictor : callable
         Maps a batch of windows ``(B, C, *roi_size)`` to outputs ``(B, C_out, *roi_size)``.
-    image : torch.Tensor, numpy.ndarray, zarr or dask array
+    image : torch.Tensor, numpy.ndarray or dask array
         One image, channels first; read one band of windows at a time.
     roi_size : sequence of int
         Window size, one entry per spatial axis; an image smaller than a window is padded.
@@ -91,10 +117,18 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
     prepare : callable, optional
         Applied to each batch of windows on ``device`` before ``predictor`` (e.g. normalization).
     sink : callable, optional
-        ``sink(rows, block)`` receives each finished band of rows; default: fill and return one
-        output tensor (on the image's device).
+        ``sink(region, block)``: ``block`` ``(C_out, ...)`` is final output for ``region`` (one
+        slice per spatial axis); default: fill and return one tensor (on the image's device).
     progress : callable, optional
         Called as ``progress(done, total)`` with the numbers of windows after each batch.
+    axis : int, optional
+        Spatial axis swept band by band; default: :func:`sweep_axis`, the smallest bands.
+    block_bytes : int
+        Finished bands go to ``sink`` in blocks of about this many bytes.
+    emit_multiple : int or sequence of int
+        Blocks start and end at multiples of this along the swept axis (one entry per spatial
+        axis, or one for all), except at the image end: finished rows wait until then. Zarr
+        chunk sizes make writes whole-chunk, which is several times faster.
 
     Returns
     -------
@@ -102,59 +136,77 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
         The blended float32 output ``(C_out, *spatial)``, or None when ``sink`` is given.
     """
     spatial = tuple(int(s) for s in image.shape[1:])
-    roi = [int(r) for r in roi_size]
-    if len(roi) != len(spatial):
-        raise ValueError(f"roi_size {roi} has {len(roi)} entries but the image has {len(spatial)} spatial axes {spatial}")
+    if len(roi_size) != len(spatial):
+        raise ValueError(f"roi_size {list(roi_size)} has {len(roi_size)} entries but the image has {len(spatial)} spatial axes {spatial}")
+    axis = sweep_axis(spatial, roi_size) if axis is None else axis
+    order = [axis, *(a for a in range(len(spatial)) if a != axis)]  # swept axis first, internally
+    roi, size = [int(roi_size[a]) for a in order], [spatial[a] for a in order]
     align = auto_align(roi) if align is None else align
-    starts = [axis_starts(s, r, overlap, align) for s, r in zip(spatial, roi)]
+    starts = [axis_starts(s, r, overlap, align) for s, r in zip(size, roi)]
     extents = [st[-1] + r for st, r in zip(starts, roi)]
     profiles = [axis_profiles(st, window_profile(r, mode, sigma_scale), edge_trim) for st, r in zip(starts, roi)]
-    totals = [axis_total(st, p, e) for st, p, e in zip(starts, profiles, extents)]
+    totals = [axis_total(st, p, e).float() for st, p, e in zip(starts, profiles, extents)]
     index = [{start: k for k, start in enumerate(st)} for st in starts]
     out_device = image.device if isinstance(image, torch.Tensor) else torch.device("cpu")
     device = torch.device(device) if device is not None else out_device
-    total_windows = int(np.prod([len(st) for st in starts]))
+    total_windows = math.prod(len(st) for st in starts)
+    source = _move_axis(image, axis + 1, 1)
     result: list[torch.Tensor] = []
-    buffer: torch.Tensor | None = None
-    done = 0
 
-    def keep(rows: slice, block: torch.Tensor) -> None:
+    def keep(region: tuple[slice, ...], block: torch.Tensor) -> None:
         if not result:
             result.append(torch.empty((block.shape[0], *spatial), dtype=block.dtype, device=block.device))
-        result[0][:, rows] = block
+        result[0][(slice(None), *region)] = block
 
-    emit = sink if sink is not None else keep
+    multiple = emit_multiple if isinstance(emit_multiple, int) else int(emit_multiple[axis])
+    pending: list[tuple[int, torch.Tensor]] = []  # finished rows not yet at a multiple
+
+    def emit(first: int, block: torch.Tensor) -> None:
+        if pending:
+            first, block = pending[0][0], torch.cat([pending.pop()[1], block], dim=1)
+        last = first + block.shape[1]
+        cut = last if last == spatial[axis] else max(first, last // multiple * multiple)
+        if cut < last:
+            pending.append((cut, block[:, cut - first:].clone()))
+        if cut > first:
+            region = [slice(0, n) for n in spatial]
+            region[axis] = slice(first, cut)
+            (sink or keep)(tuple(region), _move_axis(block[:, : cut - first], 1, axis + 1))
+
+    def run(batch: list[tuple[int, ...]], slab: torch.Tensor) -> torch.Tensor:
+        windows = torch.stack([_window(slab, (0, *o), roi, padding_mode) for o in batch]).to(device, torch.float32)
+        windows = prepare(windows) if prepare is not None else windows
+        return _move_axis(predictor(_move_axis(windows, 2, axis + 2)), axis + 2, 2).to(out_device, torch.float32)
+
+    buffer: torch.Tensor | None = None
+    done = 0
     for band, start in enumerate(starts[0]):
-        stop = min(start + roi[0], spatial[0])
-        slab = read_region(image, (slice(None), slice(start, stop)))
+        slab = read_region(source, (slice(None), slice(start, min(start + roi[0], size[0]))))
         for batch in _chunks(itertools.product(*starts[1:]), sw_batch_size):
-            windows = torch.stack([_window(slab, (0, *o), roi, padding_mode) for o in batch]).to(device, torch.float32)
-            if prepare is not None:
-                windows = prepare(windows)
-            outputs = predictor(windows).to(out_device, torch.float32)
+            outputs = run(batch, slab)
             if buffer is None:
                 buffer = torch.zeros((outputs.shape[1], roi[0], *extents[1:]), device=out_device)
             for o, output in zip(batch, outputs):
                 region = (slice(None), slice(0, roi[0]), *(slice(s, s + r) for s, r in zip(o, roi[1:])))
-                factors = [profiles[0][band], *(profiles[axis + 1][index[axis + 1][s]] for axis, s in enumerate(o))]
+                factors = [profiles[0][band], *(profiles[a + 1][index[a + 1][s]] for a, s in enumerate(o))]
                 buffer[region] += output * outer(factors).to(out_device, torch.float32)
             done += len(batch)
             if progress is not None:
                 progress(done, total_windows)
         assert buffer is not None
         following = starts[0][band + 1] if band + 1 < len(starts[0]) else extents[0]
-        finished = following - start
-        rows = slice(start, min(following, spatial[0]))
-        if rows.stop > rows.start:
-            block = buffer[(slice(None), slice(0, rows.stop - rows.start), *(slice(0, s) for s in spatial[1:]))].clone()
-            for axis, total in enumerate(totals):
-                part = total[rows] if axis == 0 else total[: spatial[axis]]
-                shape = [1] * (len(spatial) + 1)
-                shape[axis + 1] = -1
-                block /= part.float().to(out_device).view(shape)
-            emit(rows, block)
-        buffer[:, : roi[0] - finished] = buffer[:, finished:].clone()
-        buffer[:, roi[0] - finished:] = 0
+        row_bytes = 4 * buffer.shape[0] * math.prod(size[1:])
+        step = max(1, block_bytes // row_bytes // multiple) * multiple
+        for first in range(start, min(following, size[0]), step):
+            last = min(first + step, following, size[0])
+            block = buffer[(slice(None), slice(first - start, last - start), *(slice(0, n) for n in size[1:]))] / \
+                totals[0][first:last].to(out_device).view(1, -1, *[1] * (len(size) - 1))
+            for a in range(1, len(size)):
+                shape = [1] * (len(size) + 1)
+                shape[a + 1] = -1
+                block /= totals[a][: size[a]].to(out_device).view(shape)
+            emit(first, block)
+        _shift(buffer, following - start)
     return result[0] if sink is None else None
 
 
