@@ -55,13 +55,19 @@ def test_lazy_input_streamed_to_a_sink_equals_the_in_memory_result():
     expected = predict_windows(net, image, [16, 32, 32], 0.25, 2)
     rows_seen, out = [], torch.zeros_like(expected)
 
-    def sink(rows: slice, block: torch.Tensor) -> None:
-        rows_seen.append((rows.start, rows.stop))
-        out[:, rows] = block
+    def sink(region: tuple[slice, ...], block: torch.Tensor) -> None:
+        rows_seen.append((region[0].start, region[0].stop))
+        out[(slice(None), *region)] = block
 
-    predict_windows(net, da.from_array(image.numpy(), chunks=(1, 8, 25, 30)), [16, 32, 32], 0.25, 2, sink=sink)
+    predict_windows(net, da.from_array(image.numpy(), chunks=(1, 8, 25, 30)), [16, 32, 32], 0.25, 2, sink=sink, axis=0)
     assert torch.allclose(out, expected, atol=1e-6)
     assert rows_seen[0][0] == 0 and rows_seen[-1][1] == 40 and len(rows_seen) > 1  # band by band
+    rows_seen.clear()
+    predict_windows(net, image, [16, 32, 32], 0.25, 2, sink=sink, axis=0, emit_multiple=[16, 1, 1])
+    assert rows_seen == [(0, 16), (16, 40)] and torch.allclose(out, expected, atol=1e-6)  # whole chunks
+    for axis in (1, 2):  # any sweep direction gives the same result
+        blocks_of_a_few_rows = predict_windows(net, image, [16, 32, 32], 0.25, 2, axis=axis, block_bytes=4096)
+        assert torch.allclose(blocks_of_a_few_rows, expected, atol=1e-6)
 
 
 def test_image_smaller_than_the_window_is_padded_and_cropped():
