@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path
 
 import numpy as np
@@ -99,13 +98,6 @@ def crops(image: np.ndarray, corners: list[tuple[int, int]], size: int = 96) -> 
     return [image[:, y:y + size, x:x + size] for y, x in corners]
 
 
-#: What the core's Im2ImDataModule.check_samples (data issue, commit 74e9a9c) reports for RGB
-#: files read with dims "YXS": it compares the last two axes of the raw (Y, X, S) arrays, i.e.
-#: (X, S), so an RGB input and a one-channel target never match. Until the core compares (Y, X),
-#: the training tests are expected failures for this reason only; any other failure fails them.
-CORE_YXS_SHAPE_BUG = re.compile(r"differ in spatial shape: .* has shape \(\d+, 3\); .* has shape \(\d+, 1\)")
-
-
 def train_two_steps(preset: str, data: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     code = main(["fit", "--config", preset, "--data.data_path", str(data), "--data.patch_size", "[64,64]",
                  "--data.batch_size", "2", "--data.samples_per_image", "2",
@@ -113,8 +105,6 @@ def train_two_steps(preset: str, data: Path, capsys: pytest.CaptureFixture[str])
                  "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
                  "--trainer.enable_model_summary", "false"])
     error = capsys.readouterr().err
-    if code != 0 and CORE_YXS_SHAPE_BUG.search(error):
-        pytest.xfail(f"core bug, not this plugin's: check_samples compares (X, S) for dims YXS: {error.strip()}")
     assert code == 0, error
     saved = Path("im2im_runs") / preset / "config.yaml"
     assert saved.is_file()
