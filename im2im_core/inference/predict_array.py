@@ -222,9 +222,28 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
     Returns
     -------
     numpy.ndarray or None
+
+    Examples
+    --------
+    >>> from im2im_core.inference import predict, Postprocess
+    >>> mask = predict("run/checkpoints/last.ckpt", image, normalize=(0.5, 99.5), tta="flips")
+    >>> labels = predict(model, stack, dims="ZYX", slice_by_slice=True, roi_size=[256, 256],
+    ...                  postprocess=Postprocess("sigmoid", 0.5, label=True, min_size=30))
     """
     settings = dataclasses.replace(inference or Inference(), **options)
-    model = _as_model(model_or_checkpoint, config).eval()
+    model = _as_model(model_or_checkpoint, config)
+    training = model.training
+    try:
+        return _predict(model.eval(), array, dims, settings, postprocess, normalize, device, store, progress)
+    finally:
+        model.train(training)
+
+
+def _predict(model: nn.Module, array: Any, dims: str | None, settings: Inference,
+             postprocess: Postprocess | Literal["auto"] | None, normalize: tuple[float, float] | None,
+             device: str | torch.device | None, store: Callable[[tuple[int, ...], str, Any], ZarrOutput] | None,
+             progress: Callable[[int, int], None] | None) -> np.ndarray | None:
+    """:func:`predict` for a model in eval mode."""
     first = next(model.parameters(), None)
     device = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
     net_dims = network_dims(model) or (len(settings.roi_size) if isinstance(settings.roi_size, list) else 2)

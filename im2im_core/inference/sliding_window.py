@@ -43,17 +43,20 @@ def _chunks(items: Iterator[tuple[int, ...]], size: int) -> Iterator[list[tuple[
         yield batch
 
 
-def _window(slab: torch.Tensor, offsets: Sequence[int], roi: Sequence[int], padding_mode: PaddingMode) -> torch.Tensor:
-    """The window at ``offsets`` of ``slab`` (``(C, *spatial)``), padded at the end to ``roi``."""
+def _window(slab: torch.Tensor, offsets: Sequence[int], roi: Sequence[int], padding_mode: PaddingMode,
+            prepare: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+    """The window at ``offsets`` of ``slab`` (``(C, *spatial)``) as float32, ``prepare``-d, then
+    padded at the end to ``roi`` (so padding is in the units the network sees)."""
     region = (slice(None), *(slice(o, o + r) for o, r in zip(offsets, roi)))
-    window = slab[region]
+    window = slab[region].float()
+    window = prepare(window) if prepare is not None else window
     missing = [r - s for r, s in zip(roi, window.shape[1:])]
     if not any(missing):
         return window
     pad = [amount for m in reversed(missing) for amount in (0, m)]
     if padding_mode == "constant":
         return F.pad(window, pad)
-    return F.pad(window[None].float(), pad, mode=padding_mode)[0]
+    return F.pad(window[None], pad, mode=padding_mode)[0]
 
 
 def sweep_axis(spatial: Sequence[int], roi: Sequence[int]) -> int:
@@ -115,7 +118,7 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
     device : torch.device or str, optional
         Where ``predictor`` runs; default: the image's device (tensors) or the CPU.
     prepare : callable, optional
-        Applied to each batch of windows on ``device`` before ``predictor`` (e.g. normalization).
+        Applied to the pixels of each window before it is padded (e.g. normalization).
     sink : callable, optional
         ``sink(region, block)``: ``block`` ``(C_out, ...)`` is final output for ``region`` (one
         slice per spatial axis); default: fill and return one tensor (on the image's device).
@@ -174,8 +177,7 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
             (sink or keep)(tuple(region), _move_axis(block[:, : cut - first], 1, axis + 1))
 
     def run(batch: list[tuple[int, ...]], slab: torch.Tensor) -> torch.Tensor:
-        windows = torch.stack([_window(slab, (0, *o), roi, padding_mode) for o in batch]).to(device, torch.float32)
-        windows = prepare(windows) if prepare is not None else windows
+        windows = torch.stack([_window(slab, (0, *o), roi, padding_mode, prepare) for o in batch]).to(device)
         return _move_axis(predictor(_move_axis(windows, 2, axis + 2)), axis + 2, 2).to(out_device, torch.float32)
 
     buffer: torch.Tensor | None = None

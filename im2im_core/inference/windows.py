@@ -7,6 +7,7 @@ pixel is the product of per-axis sums: no image-sized weight map is ever needed.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -136,27 +137,41 @@ def outer(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
     return result
 
 
-def auto_window(shape: Sequence[int], max_voxels: int, overlap: float = 0.25, align: int = MAX_AUTO_ALIGN) -> list[int]:
-    """A window of at most ``max_voxels`` pixels for an image of ``shape`` (spatial axes).
+def _axis_options(size: int, smallest: int, overlap: float, align: int) -> list[tuple[int, int]]:
+    """``(window, count)`` for each count of windows along an axis: the smallest aligned window
+    of at least ``smallest`` pixels that covers ``size`` with that many windows."""
+    full = max(align, math.ceil(size / align) * align)
+    options: dict[int, int] = {}
+    for window in range(full, min(full, max(align, smallest)) - 1, -align):
+        options[len(axis_starts(size, window, overlap, align))] = window
+    return sorted((w, n) for n, w in options.items())
 
-    Starting from the whole image (each axis rounded up to ``align``), the longest side is
-    halved until the window fits: windows stay as cubic as the image allows, so that deep
-    networks see enough context and the overlap stays wide. Each side is then shrunk to the
-    smallest multiple of ``align`` that needs no more windows, to pad as little as possible.
+
+def auto_window(shape: Sequence[int], max_voxels: int, overlap: float = 0.25, align: int = MAX_AUTO_ALIGN,
+                min_side: int = 64) -> list[int]:
+    """The window of at most ``max_voxels`` pixels that covers ``shape`` with the least work.
+
+    Work is the number of windows times their size (pixels computed, overlaps included).
+    Sides are multiples of ``align``; a side that splits its axis is at least ``min_side``
+    and a quarter of the window's longest side, so that deep networks see enough context
+    everywhere (a whole axis may be thinner: a 16-plane stack stays one window deep). Among
+    windows of equal work the largest wins.
 
     Raises
     ------
     ValueError
-        If even a window of ``align`` pixels per axis exceeds ``max_voxels``.
+        If no such window fits in ``max_voxels``.
     """
-    window = [max(align, math.ceil(size / align) * align) for size in shape]
-    while math.prod(window) > max_voxels:
-        longest = max(range(len(window)), key=lambda axis: window[axis])
-        if window[longest] <= align:
-            raise ValueError(f"no window of multiples of {align} pixels fits in {max_voxels} pixels")
-        window[longest] = max(align, math.ceil(window[longest] / 2 / align) * align)
-    for axis, size in enumerate(shape):
-        count = len(axis_starts(size, window[axis], overlap, align))
-        while window[axis] > align and len(axis_starts(size, window[axis] - align, overlap, align)) == count:
-            window[axis] -= align
-    return window
+    options = [_axis_options(size, min_side, overlap, align) for size in shape]
+    best: tuple[int, int, tuple[int, ...]] | None = None
+    for combo in itertools.product(*options):
+        voxels = math.prod(w for w, _ in combo)
+        longest = max(w for w, _ in combo)
+        if voxels > max_voxels or any(n > 1 and 4 * w < longest for w, n in combo):
+            continue
+        key = (math.prod(w * n for w, n in combo), -voxels, tuple(w for w, _ in combo))
+        if best is None or key < best:
+            best = key
+    if best is None:
+        raise ValueError(f"no window of multiples of {align} pixels, sides of at least {min_side}, fits in {max_voxels} pixels")
+    return list(best[2])
