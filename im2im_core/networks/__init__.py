@@ -13,14 +13,18 @@ from monai.networks.nets import UNETR, AttentionUnet, BasicUNet, DynUNet, SwinUN
 
 from im2im_core.networks.anisotropic_unet import AnisotropicUNet
 from im2im_core.networks.fnet import FNet
+from im2im_core.networks.patchgan import PatchGAN
+from im2im_core.networks.resnet_generator import ResNetGenerator
 from im2im_core.networks.smp_net import SMPNet
 
-__all__ = ["BUILTIN_BACKBONES", "AnisotropicUNet", "FNet", "SMPNet"]
+__all__ = ["BUILTIN_BACKBONES", "AnisotropicUNet", "FNet", "PatchGAN", "ResNetGenerator", "SMPNet"]
 
 BUILTIN_BACKBONES: dict[str, Any] = {
     "fnet": FNet,
     "anisotropic_unet": AnisotropicUNet,
     "smp": SMPNet,
+    "patchgan": PatchGAN,  # a discriminator (GAN frameworks), not an image-to-image backbone
+    "resnet_generator": ResNetGenerator,
     # MONAI's networks take the Backbone arguments as they are; some need more of their own:
     # DynUNet kernel_size, strides and upsample_kernel_size; UNet channels and strides;
     # UNETR img_size. See each class's docstring.
