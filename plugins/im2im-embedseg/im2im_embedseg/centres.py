@@ -1,0 +1,114 @@
+"""Instance centres from a label image, computed on the fly on each (augmented) training patch.
+
+EmbedSeg trains every pixel of an object to point at one centre of that object. The centroid
+is cheapest, but for a non-convex object (a bent worm, a crescent, an object in two parts) it
+can lie outside the object; the medoid (the object pixel with the smallest summed distance
+to the other pixels of the object) always lies inside. Distances are Euclidean in the
+physical coordinates given (anisotropic voxels scaled), so a medoid of a z-stack is found in
+physical space.
+
+Modes
+-----
+``centroid``
+    Mean coordinate of the object's pixels.
+``approximate_medoid``
+    The medoid of an evenly spaced subsample (in raster order) of at most ``samples`` pixels
+    of the object: exact for objects of at most ``samples`` pixels, and all objects of a
+    patch are done in one batched distance computation.
+``medoid``
+    The exact medoid, object by object (quadratic in the object's size; 3D objects of
+    thousands of voxels are slow, use ``approximate_medoid`` there).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+CentreMode = Literal["centroid", "approximate_medoid", "medoid"]
+CENTRE_MODES = ("centroid", "approximate_medoid", "medoid")
+
+#: Entries of one chunk of a distance matrix (float32): 64 MiB.
+CHUNK_ELEMENTS = 2**24
+
+
+def _grouped(ids: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel indices sorted by instance (raster order kept within one), sizes and group starts."""
+    order = torch.argsort(ids, stable=True)
+    sizes = torch.bincount(ids, minlength=count)
+    return order, sizes, sizes.cumsum(0) - sizes
+
+
+def centroids(coords: torch.Tensor, ids: torch.Tensor, count: int) -> torch.Tensor:
+    """Mean coordinates ``(count, D)`` of the pixels of each instance."""
+    sums = coords.new_zeros(count, coords.shape[1]).index_add_(0, ids, coords)
+    sizes = torch.bincount(ids, minlength=count).clamp(min=1).to(coords.dtype)
+    return sums / sizes[:, None]
+
+
+def subsample_medoids(coords: torch.Tensor, ids: torch.Tensor, count: int, samples: int = 256) -> torch.Tensor:
+    """Medoids ``(count, D)`` of evenly spaced subsamples of at most ``samples`` pixels per instance."""
+    order, sizes, starts = _grouped(ids, count)
+    sorted_ids = ids[order]
+    rank = torch.arange(len(ids), device=ids.device) - starts[sorted_ids]
+    step = ((sizes + samples - 1) // samples).clamp(min=1)[sorted_ids]
+    keep = rank % step == 0
+    slot = (rank // step)[keep]  # < samples, since size <= step * samples
+    chosen_ids = sorted_ids[keep]
+    points = coords.new_zeros(count, samples, coords.shape[1])
+    valid = torch.zeros(count, samples, dtype=torch.bool, device=coords.device)
+    points[chosen_ids, slot] = coords[order[keep]]
+    valid[chosen_ids, slot] = True
+    centres = []
+    per_chunk = max(1, CHUNK_ELEMENTS // (samples * samples))
+    for first in range(0, count, per_chunk):
+        p, v = points[first:first + per_chunk], valid[first:first + per_chunk]
+        summed = (torch.cdist(p, p) * v[:, None, :]).sum(-1).masked_fill(~v, float("inf"))
+        centres.append(p[torch.arange(len(p), device=p.device), summed.argmin(dim=1)])
+    return torch.cat(centres) if centres else coords.new_zeros(0, coords.shape[1])
+
+
+def exact_medoids(coords: torch.Tensor, ids: torch.Tensor, count: int) -> torch.Tensor:
+    """Exact medoids ``(count, D)``, instance by instance, distance rows in bounded chunks."""
+    order, sizes, starts = _grouped(ids, count)
+    centres = coords.new_zeros(count, coords.shape[1])
+    for k, (start, size) in enumerate(zip(starts.tolist(), sizes.tolist())):
+        if size == 0:
+            continue
+        points = coords[order[start:start + size]]
+        rows = max(1, CHUNK_ELEMENTS // size)
+        summed = torch.cat([torch.cdist(points[i:i + rows], points).sum(1) for i in range(0, size, rows)])
+        centres[k] = points[summed.argmin()]
+    return centres
+
+
+def instance_centres(coords: torch.Tensor, ids: torch.Tensor, count: int, mode: CentreMode = "approximate_medoid",
+                     samples: int = 256) -> torch.Tensor:
+    """The centre of each instance.
+
+    Parameters
+    ----------
+    coords : torch.Tensor
+        ``(N, D)`` physical coordinates of the instance pixels (background excluded).
+    ids : torch.Tensor
+        ``(N,)`` int64 instance index of each pixel, in ``[0, count)``.
+    count : int
+        Number of instances.
+    mode : {"centroid", "approximate_medoid", "medoid"}
+        See the module docstring.
+    samples : int
+        Subsample size of ``approximate_medoid``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(count, D)`` centres, in the coordinates of ``coords``.
+    """
+    if mode == "centroid":
+        return centroids(coords, ids, count)
+    if mode == "approximate_medoid":
+        return subsample_medoids(coords, ids, count, samples)
+    if mode == "medoid":
+        return exact_medoids(coords, ids, count)
+    raise ValueError(f"centre mode {mode!r} is not one of {', '.join(CENTRE_MODES)}")

@@ -1,0 +1,31 @@
+"""The pluggy hooks through which im2im loads this plugin (entry point ``embedseg``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from im2im_core.hookspecs import hookimpl
+
+PRESETS = Path(__file__).parent / "presets"
+
+
+@hookimpl
+def im2im_register_frameworks() -> dict[str, Any]:
+    from im2im_embedseg.framework import EmbedSeg
+
+    return {"EmbedSeg": EmbedSeg}
+
+
+@hookimpl
+def im2im_register_backbones() -> dict[str, Any]:
+    from im2im_embedseg.erfnet import BranchedERFNet
+
+    return {"branched_erfnet": BranchedERFNet}
+
+
+@hookimpl
+def im2im_register_presets() -> dict[str, Any]:
+    from im2im_core.presets import presets_in
+
+    return presets_in(PRESETS)
