@@ -56,6 +56,8 @@ def run_lightning(argv: list[str]) -> int:
     # We pass the expanded arguments and keep sys.argv as typed, so that Lightning's DDP
     # launcher re-runs the command exactly as the user gave it.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    # a deprecation inside Lightning itself, printed on every run; nothing a user can act on
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
         Im2ImCLI(args=args)
     except ArgumentError as exc:
