@@ -1,0 +1,24 @@
+"""The pluggy hooks through which im2im loads this plugin (entry point ``pix2pix``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from im2im_core.hookspecs import hookimpl
+
+PRESETS = Path(__file__).parent / "presets"
+
+
+@hookimpl
+def im2im_register_frameworks() -> dict[str, Any]:
+    from im2im_pix2pix.pix2pix import Pix2Pix
+
+    return {"Pix2Pix": Pix2Pix}
+
+
+@hookimpl
+def im2im_register_presets() -> dict[str, Any]:
+    from im2im_core.presets import presets_in
+
+    return presets_in(PRESETS)
