@@ -161,3 +161,11 @@ def test_normalize_maps_percentiles_to_zero_and_one():
     image = np.linspace(10, 20, 32 * 32, dtype=np.float32).reshape(32, 32)
     out = predict(identity, image, dims="YX", normalize=(0, 100))
     assert out.min() == pytest.approx(0, abs=1e-6) and out.max() == pytest.approx(1, abs=1e-6)
+
+
+def test_mixed_precision_stays_close_to_float32():
+    net = _conv_stack(2)
+    image = np.random.default_rng(2).random((48, 64), dtype=np.float32)
+    exact = predict(net, image, dims="YX")
+    mixed = predict(net, image, dims="YX", amp=True)  # bfloat16 on the CPU
+    assert mixed.dtype == np.float32 and np.abs(mixed - exact).max() < 0.05 * np.abs(exact).max()
