@@ -21,13 +21,14 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from im2im_core.errors import ConfigError
-from im2im_core.inference.tta import TTAMode
+from im2im_core.inference.tta import Symmetry, TTAMode
 from im2im_core.metrics import average_precision
 from im2im_embedseg.centres import CentreMode
 from im2im_embedseg.cluster import cluster
 from im2im_embedseg.embedding import decode, output_channels
 from im2im_embedseg.loss import EmbedSegLoss
-from im2im_embedseg.tta import with_tta
+from im2im_embedseg.postprocess import InstanceClustering
+from im2im_embedseg.tta import inverse, with_tta
 
 
 class EmbedSeg(pl.LightningModule):
@@ -130,8 +131,29 @@ class EmbedSeg(pl.LightningModule):
         """
         return with_tta(self.forward, patch.ndim - 2, self.tta)(patch)
 
+    @staticmethod
+    def tta_inverse(output: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
+        """Undo a TTA symmetry on decoded outputs, offsets as vectors (``tta.inverse``), for a
+        TTA engine that asks the framework how to map its outputs back."""
+        return inverse(output, symmetry)
+
+    def default_postprocess(self) -> InstanceClustering:
+        """The clustering step with this model's settings, a whole-image ``Postprocess``.
+
+        ``predict(model, image, postprocess=model.default_postprocess())`` (core) gives labels.
+        """
+        first = next(self.parameters(), None)
+        return InstanceClustering(voxel_size=self.voxel_size, offset_range=self.offset_range,
+                                  seed_threshold=self.seed_threshold, foreground_threshold=self.foreground_threshold,
+                                  min_size=self.min_size, device=str(first.device) if first is not None else None)
+
     def postprocess(self, output: torch.Tensor) -> torch.Tensor:
-        """Instance labels ``(B, 1, *spatial)`` int32 of whole-image decoded outputs ``(B, 2D+1, *spatial)``."""
+        """Instance labels ``(B, 1, *spatial)`` int32 of whole-image decoded outputs ``(B, 2D+1, *spatial)``.
+
+        Clustering needs whole images: the core's ``predict(..., postprocess="auto")`` calls
+        this on bands of the output, so pass ``postprocess=model.default_postprocess()``
+        instead (as :meth:`segment` does).
+        """
         return torch.stack([cluster(item, self.voxel_size, self.offset_range, self.seed_threshold,
                                     self.foreground_threshold, self.min_size)[None] for item in output])
 
@@ -157,11 +179,10 @@ class EmbedSeg(pl.LightningModule):
         self.tta = settings.tta  # our TTA transforms offsets as vectors; the core's would not
         dims = "C" + "ZYX"[-(image.ndim - 1):]
         try:
-            decoded = predict(self, image, dims=dims, inference=dataclasses.replace(settings, tta="none"), postprocess=None)
+            return predict(self, image, dims=dims, inference=dataclasses.replace(settings, tta="none"),
+                           postprocess=self.default_postprocess())
         finally:
             self.tta = "none"
-        labels = self.postprocess(torch.as_tensor(decoded)[None])[0].cpu().numpy()
-        return labels.astype(np.uint16) if labels.max(initial=0) < 2**16 else labels
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
