@@ -7,6 +7,7 @@ import warnings
 from typing import Any, Literal
 
 import lightning.pytorch as pl
+import numpy as np
 from monai.data import DataLoader, set_track_meta
 from monai.transforms import Compose, RandFlipd, RandRotate90d, SelectItemsd, SpatialPadd, Transform
 
@@ -222,7 +223,9 @@ class Im2ImDataModule(pl.LightningDataModule):
         """Open every training and validation file (metadata only) and compare pair shapes.
 
         Runs in ``setup``, so a missing, unreadable or mismatched file stops the run before
-        training starts, with its name in the message.
+        training starts, with its name in the message. Without the memory cache (which reads
+        every image before the first step anyway), every image is also read once here and
+        checked for NaN, so that a bad pixel does not stop training mid-epoch.
         """
         reader = self.make_reader()
         keys_with_cm = {frozenset(s) & {"CM"} for s in self.train_samples + self.val_samples}
@@ -232,6 +235,8 @@ class Im2ImDataModule(pl.LightningDataModule):
             shapes = {}
             for key, path in sample.items():
                 image = reader.read(path)
+                if self.cache != "memory" and not np.isfinite(image.numpy()).all():
+                    raise DataError(f"{path}: image contains NaN or infinite values")
                 spatial_end = len(image.dims) - 1 if image.dims.endswith("S") else len(image.dims)
                 shapes[path] = tuple(image.array.shape[spatial_end - self.spatial_dims:spatial_end])
             if not self.unpaired and len(set(shapes.values())) > 1:

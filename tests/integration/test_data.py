@@ -171,6 +171,8 @@ def test_nan_image_is_named(data_2d):
     module.setup("fit")
     with pytest.raises(DataError, match=f"{victim.name}: image contains NaN"):
         module.train_dataloader()  # the memory cache is filled here, before the first step
+    with pytest.raises(DataError, match=f"{victim.name}: image contains NaN"):
+        Im2ImDataModule(str(data_2d), val_fraction=0, cache="none", **_small()).setup("fit")
 
 
 def test_empty_folder_and_empty_domain(tmp_path):
