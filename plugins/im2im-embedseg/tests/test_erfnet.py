@@ -13,7 +13,7 @@ from im2im_embedseg.erfnet import BranchedERFNet
     (3, (1, 2, 4, 16, 24), [[1, 2, 2], [2, 2, 2], [2, 2, 2]]),
 ])
 def test_output_shape_and_branches(dims: int, shape: tuple[int, ...], strides: list) -> None:
-    net = BranchedERFNet(dims, shape[1], channels=(8, 16, 24), strides=strides).eval()
+    net = BranchedERFNet(dims, shape[1], channels=(8, 16, 24), strides=strides, zero_first_branch=False).eval()
     assert net.out_channels == 2 * dims + 1 and len(net.decoders) == 2
     x = torch.rand(shape)
     with torch.no_grad():
@@ -26,6 +26,12 @@ def test_output_shape_and_branches(dims: int, shape: tuple[int, ...], strides: l
         again = net(x)
     torch.testing.assert_close(again[:, -1], out[:, -1])
     assert again[:, :-1].abs().max() == 0
+
+
+def test_first_branch_starts_at_zero() -> None:
+    x = torch.rand(1, 1, 16, 16)
+    assert BranchedERFNet(2, 1, channels=(8, 16, 24))(x)[:, :4].abs().max() == 0  # offsets 0, sigmas sigma_init
+    assert BranchedERFNet(2, 1, channels=(8, 16, 24), zero_first_branch=False)(x)[:, :4].abs().max() > 0
 
 
 def test_gradients_reach_the_encoder() -> None:
