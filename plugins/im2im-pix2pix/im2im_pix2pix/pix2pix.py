@@ -64,8 +64,8 @@ class Pix2Pix(pl.LightningModule):
     feature_matching : float
         Weight of pix2pixHD's discriminator feature matching loss (10 there); 0 turns it off.
     pool_size : int
-        Generated images kept for discriminator updates (``ImagePool``); 0, as in pix2pix,
-        shows the discriminator the current batch only.
+        Generated (input, output) pairs kept for discriminator updates (``ImagePool``); 0, as
+        in pix2pix, shows the discriminator the current batch only.
     generator_optimizer, discriminator_optimizer : callable
         ``optimizer(params)``; default Adam, learning rate 2e-4, betas (0.5, 0.999).
     generator_lr_scheduler, discriminator_lr_scheduler : callable, optional
@@ -155,8 +155,7 @@ class Pix2Pix(pl.LightningModule):
         self._generator_loaded = True
 
     # ----------------------------------------------------------------- training
-    def _discriminate(self, image: torch.Tensor, output: torch.Tensor, features: bool) -> Any:
-        pair = torch.cat((image, output), dim=1)
+    def _discriminate(self, pair: torch.Tensor, features: bool) -> Any:
         return self.discriminator.features(pair) if features else self.discriminator(pair)
 
     @staticmethod
@@ -168,12 +167,14 @@ class Pix2Pix(pl.LightningModule):
         optimizer_g, optimizer_d = self.optimizers()
         use_features = self.feature_matching > 0
         fake = self.generator(image)
+        # the discriminator sees (input, output) pairs; the pool keeps pairs, so that a stored
+        # output comes back with its own input (as in pix2pix)
+        fake_pair = torch.cat((image, fake), dim=1)
 
         # discriminator: real pairs towards "real", generated pairs (maybe from the pool) towards "fake"
         self.toggle_optimizer(optimizer_d)
-        real_out = self._discriminate(image, target, use_features)
-        fake_for_d = self.pool.query(fake) if self.pool.pool_size else fake.detach()
-        fake_out = self._discriminate(image, fake_for_d, False)
+        real_out = self._discriminate(torch.cat((image, target), dim=1), use_features)
+        fake_out = self._discriminate(self.pool.query(fake_pair), False)  # detached; this batch without a pool
         loss_d = 0.5 * (self.gan_loss(self._logits(real_out, use_features), True)
                         + self.gan_loss(fake_out, False))
         optimizer_d.zero_grad()
@@ -183,7 +184,7 @@ class Pix2Pix(pl.LightningModule):
 
         # generator: fool the (updated) discriminator and stay close to the target
         self.toggle_optimizer(optimizer_g)
-        fake_out = self._discriminate(image, fake, use_features)
+        fake_out = self._discriminate(fake_pair, use_features)
         loss_gan = self.gan_loss(self._logits(fake_out, use_features), True, for_discriminator=False)
         loss_l1 = F.l1_loss(fake, target)
         loss_g = loss_gan + self.lambda_l1 * loss_l1

@@ -108,6 +108,8 @@ def test_one_batch_updates_generator_and_discriminator_once(gan_loss: str, optio
     assert {"train_loss", "train_loss_d", "train_gan_g", "train_l1"} <= set(logged)
     assert all(torch.isfinite(logged[k]) for k in logged)
     assert ("train_feature_matching" in logged) == ("feature_matching" in options)
+    if "pool_size" in options:  # the pool keeps (input, output) pairs: an output comes back with its own input
+        assert len(model.pool) == 2 and model.pool.images[0].shape == (1 + 1, 32, 32)
     assert all(p.requires_grad for p in model.parameters())  # toggling the optimizers left nothing frozen
 
 
