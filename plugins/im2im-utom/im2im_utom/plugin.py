@@ -1,0 +1,25 @@
+"""The pluggy hooks through which im2im loads this plugin (entry point ``utom``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from im2im_core.hookspecs import hookimpl
+
+PRESETS = Path(__file__).parent / "presets"
+
+
+@hookimpl
+def im2im_register_frameworks() -> dict[str, Any]:
+    from im2im_utom.cyclegan import CycleGAN
+    from im2im_utom.utom import UTOM
+
+    return {"CycleGAN": CycleGAN, "UTOM": UTOM}
+
+
+@hookimpl
+def im2im_register_presets() -> dict[str, Any]:
+    from im2im_core.presets import presets_in
+
+    return presets_in(PRESETS)

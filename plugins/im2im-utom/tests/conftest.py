@@ -1,0 +1,132 @@
+"""Fixtures of the im2im-utom tests: small real images in unpaired folders, and a clean registry."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+import im2im_core
+
+#: BBBC039 nuclei crops (256 x 256) with their masks, bundled with the core (CC0).
+DEMO = Path(im2im_core.__file__).parent / "demo_data" / "train"
+#: <clone>/plugins/im2im-utom/tests/conftest.py -> <clone>/tests/data: two 16x64x64 widefield/confocal pairs
+DATA_3D = Path(__file__).resolve().parents[3] / "tests" / "data" / "widefield_confocal_3d"
+#: <clone>/../shared/data/histology_unpaired: H&E (OpenSlide CMU-1-Small-Region, CC0) and IHC (scikit-image)
+HISTOLOGY = Path(__file__).resolve().parents[4] / "shared" / "data" / "histology_unpaired"
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run each test on one intra-op thread, then restore the setting.
+
+    The tiny networks gain nothing from two threads, and on a loaded 2-core machine OpenMP's
+    waiting threads made one 6-batch fit 20 times slower (40 s instead of 2 s).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch):
+    """The registry with the built-ins and this plugin only (IM2IM_PLUGINS=utom)."""
+    from im2im_core.plugins import get_registry, reset_registry
+
+    monkeypatch.setenv("IM2IM_PLUGINS", "utom")
+    monkeypatch.delenv("IM2IM_DISABLE_PLUGINS", raising=False)
+    reset_registry()
+    yield get_registry()
+    reset_registry()
+
+
+@pytest.fixture
+def images_and_masks(tmp_path: Path) -> Path:
+    """Unpaired BBBC039 crops: IM/ four images, GT/ the masks of four OTHER crops (no pair seen)."""
+    folder = tmp_path / "unpaired_2d"
+    for sub in ("IM", "GT"):
+        (folder / sub).mkdir(parents=True)
+    names = sorted(p.name for p in (DEMO / "IM").glob("*.tif"))
+    for name in names[:4]:
+        shutil.copy(DEMO / "IM" / name, folder / "IM" / name)
+    for name in names[4:8]:
+        shutil.copy(DEMO / "GT" / name, folder / "GT" / name)
+    return folder
+
+
+@pytest.fixture
+def stacks_3d(tmp_path: Path) -> Path:
+    """IM/ the widefield crop of nucleus 0, GT/ the confocal crop of nucleus 1: one stack each, unpaired."""
+    if not DATA_3D.is_dir():
+        pytest.skip(f"test data not found: {DATA_3D} (the im2im clone's tests/data)")
+    folder = tmp_path / "unpaired_3d"
+    for sub in ("IM", "GT"):
+        (folder / sub).mkdir(parents=True)
+    shutil.copy(DATA_3D / "IM" / "nucleus_0.tif", folder / "IM" / "nucleus_0.tif")
+    shutil.copy(DATA_3D / "GT" / "nucleus_1.tif", folder / "GT" / "nucleus_1.tif")
+    return folder
+
+
+@pytest.fixture
+def he_and_ihc(tmp_path: Path) -> Path:
+    """IM/ two 96 x 96 H&E tiles, GT/ two 96 x 96 IHC tiles (RGB, uint8): two stains, unpaired."""
+    files = {"IM": HISTOLOGY / "he_cmu1_small_region.tif", "GT": HISTOLOGY / "ihc_skimage.tif"}
+    corners = {"IM": [(1000, 600), (1400, 900)], "GT": [(0, 0), (200, 200)]}
+    folder = tmp_path / "unpaired_rgb"
+    for key, path in files.items():
+        if not path.is_file():
+            pytest.skip(f"test data not found: {path} (the tests expect ../shared/data beside the clone)")
+        image = tifffile.imread(path)
+        (folder / key).mkdir(parents=True)
+        for i, (y, x) in enumerate(corners[key]):
+            tile = np.ascontiguousarray(image[y:y + 96, x:x + 96, :3])
+            tifffile.imwrite(folder / key / f"tile{i}.tif", tile, photometric="rgb")
+    return folder
+
+
+# ------------------------------------------------------------------ tiny models and data for the framework tests
+def tiny_networks(spatial_dims: int = 2, channels_a: int = 1, channels_b: int = 1) -> dict:
+    """Generators and discriminators of a few hundred weights: CycleGAN's layouts, 4 filters."""
+    from im2im_core.networks import PatchGAN, ResNetGenerator
+
+    return {
+        "generator_ab": ResNetGenerator(spatial_dims, channels_a, channels_b, channels=4, n_blocks=1),
+        "generator_ba": ResNetGenerator(spatial_dims, channels_b, channels_a, channels=4, n_blocks=1),
+        "discriminator_a": PatchGAN(spatial_dims, channels_a, channels=4, n_layers=2, norm="INSTANCE"),
+        "discriminator_b": PatchGAN(spatial_dims, channels_b, channels=4, n_layers=2, norm="INSTANCE"),
+    }
+
+
+@pytest.fixture
+def tiny():
+    """``tiny(cls, **kwargs)``: a CycleGAN or UTOM with tiny networks, seeded."""
+    import torch
+
+    def build(cls, spatial_dims: int = 2, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        torch.manual_seed(0)
+        return cls(**{**tiny_networks(spatial_dims), **kwargs})
+
+    return build
+
+
+@pytest.fixture
+def unpaired_data(images_and_masks: Path):
+    """``unpaired_data(**kwargs)``: the data module of the unpaired crops, 32 x 32 patches, one image per batch."""
+    from im2im_core.data import Im2ImDataModule
+    from im2im_core.data.normalization import PercentileNormalized
+    from monai.transforms import ScaleIntensityRanged
+
+    def build(**kwargs):  # noqa: ANN003, ANN202
+        settings = {"data_path": str(images_and_masks), "layout": "unpaired", "target": "mask", "patch_size": [32, 32],
+                    "samples_per_image": 2, "batch_size": 2,
+                    "normalize": [PercentileNormalized(["IM"], out_range="-1,1", clip=True),
+                                  ScaleIntensityRanged(["GT"], 0.0, 1.0, -1.0, 1.0, allow_missing_keys=True)]}
+        return Im2ImDataModule(**{**settings, **kwargs})
+
+    return build
