@@ -70,7 +70,7 @@ def test_staintransfer_uses_pix2pix_only_when_installed(monkeypatch: pytest.Monk
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     preset = plugin.im2im_register_presets()["staintransfer_2d"]
     assert preset.name == "staintransfer_2d" and preset.description
-    assert yaml.safe_load(preset.text())["model"]["class_path"] == framework
+    assert yaml.safe_load(preset.text())["model"]["class_path"].split(".")[-1] == framework
 
 
 @pytest.mark.parametrize("name", PRESETS)
