@@ -24,7 +24,8 @@ im2im fit --config instanceseg_2d --data.data_path "$work/data/$dataset/train" \
   --trainer.max_epochs -1 --trainer.max_time "$(printf "00:%02d:%02d:00" $((minutes / 60)) $((minutes % 60)))" --trainer.accelerator cpu \
   --trainer.enable_progress_bar false "${extra[@]}"
 echo "fit wall time: $(( $(date +%s) - start )) s"
-im2im predict --config instanceseg_2d --ckpt_path im2im_runs/instanceseg_2d/checkpoints/last.ckpt \
+config=$(ls -d im2im_runs/instanceseg_2d/lightning_logs/version_* | sort -V | tail -1)/config.yaml  # the run's own config
+im2im predict --config "$config" --ckpt_path im2im_runs/instanceseg_2d/checkpoints/last.ckpt \
   --data.predict_path "$work/data/$dataset/test/IM" --data.patch_size '[128,128]' \
   --prediction.inference.roi_size '[256,256]' --prediction.overwrite true --trainer.accelerator cpu \
   --trainer.enable_progress_bar false
