@@ -6,7 +6,8 @@
 # Small budgets for a 2-core CPU machine: 2D, 64 x 64 patches, fnet depth 3 with 16 channels for
 # every generator, 600 generator updates (batches of 8 patches) per run; Pix2Pix makes 2
 # optimizer steps per batch, so its max_steps is 1200. "from FCN": Pix2Pix whose generator starts
-# from the FCN run, 300 more batches (600 steps). Each run works in its own folder (the presets
+# from the FCN run, 300 more batches (600 steps); "FCN, 900 batches": the FCN run resumed for the
+# same 300 more batches, the control for "from FCN". Each run works in its own folder (the presets
 # write to ./im2im_runs/<preset>); a run with a scores.csv is skipped. Scores: im2im evaluate with --normalize percentile (prediction and
 # target each mapped to [0, 1] by their 0.5 and 99.5 percentiles, as training normalizes them).
 set -euo pipefail
@@ -55,3 +56,8 @@ run bbbc_fcn labelfree_2d bbbc039 "[64,64]" 600 --data.normalize "$BINARIZE_MASK
 run bbbc_pix2pix synthetic_2d_from_mask bbbc039 "[64,64]" 1200
 run bbbc_pix2pix_from_fcn synthetic_2d_from_mask bbbc039 "[64,64]" 600 \
     --model.init_args.generator_checkpoint "$R/bbbc_fcn/im2im_runs/labelfree_2d/checkpoints/last.ckpt"
+
+# Controls for "from FCN": the FCN runs resumed for the same 300 more batches (900 in all)
+run eh_fcn_900 labelfree_2d examplehuman "[64,64]" 900 --ckpt_path "$R/eh_fcn/im2im_runs/labelfree_2d/checkpoints/last.ckpt"
+run bbbc_fcn_900 labelfree_2d bbbc039 "[64,64]" 900 --data.normalize "$BINARIZE_MASK" \
+    --ckpt_path "$R/bbbc_fcn/im2im_runs/labelfree_2d/checkpoints/last.ckpt"
