@@ -16,7 +16,7 @@ from im2im_core.data.layouts import paired_samples, unpaired_samples
 from im2im_core.data.normalization import PercentileNormalized
 from im2im_core.data.readers import check_dims
 from im2im_core.data.sampling import Sampling, choose_sampling, patch_sampler, sampling_precompute
-from im2im_core.data.transforms import Binarized, ReadImaged
+from im2im_core.data.transforms import Binarized, PerTimepointd, ReadImaged
 from im2im_core.errors import DataError
 from im2im_core.protocols import Reader
 
@@ -159,7 +159,10 @@ class Im2ImDataModule(pl.LightningDataModule):
 
     # ----------------------------------------------------------------- transforms
     def _read_and_normalize(self, keys: list[str]) -> list[Transform]:
-        steps: list[Transform] = [ReadImaged(keys, reader=self.make_reader(), check_pairs=not self.unpaired)]
+        return [ReadImaged(keys, reader=self.make_reader(), check_pairs=not self.unpaired), *self._normalize_steps(keys)]
+
+    def _normalize_steps(self, keys: list[str]) -> list[Transform]:
+        steps: list[Transform] = []
         if "GT" in keys and self.target == "mask":
             steps.append(Binarized("GT"))
         if self.normalize is not None:
@@ -288,7 +291,12 @@ class Im2ImDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list:
         return self.val_dataloader()
 
+    def predict_transform(self) -> Compose:
+        """Read whole input images, a T axis kept (``dims`` with T), and normalize each timepoint."""
+        return Compose([ReadImaged(["IM"], reader=self.make_reader(), keep_time=True),
+                        PerTimepointd(["IM"], self._normalize_steps(["IM"]))])
+
     def predict_dataloader(self) -> DataLoader:
         """One whole image per batch; targets are not read here (the writer evaluates them)."""
         samples = [{"IM": s["IM"], "GT_path": s.get("GT", "")} for s in self.predict_samples]
-        return DataLoader(build_dataset(samples, self.eval_transform(["IM"]), "none"), batch_size=1, num_workers=self.num_workers)
+        return DataLoader(build_dataset(samples, self.predict_transform(), "none"), batch_size=1, num_workers=self.num_workers)

@@ -20,6 +20,9 @@ from im2im_core.protocols import Reader
 class ReadImaged(MapTransform):
     """Replace file paths under ``keys`` by channel-first float32 arrays ``(C, [Z], Y, X)``.
 
+    With ``keep_time`` a T axis is kept in front, ``(T, C, [Z], Y, X)``; every sample gets
+    ``<key>_dims``, the axes of its array (``"CYX"``, ``"TCZYX"``, ...).
+
     Parameters
     ----------
     keys : str or list of str
@@ -30,13 +33,16 @@ class ReadImaged(MapTransform):
         Axes to read when no reader is given, e.g. ``"YX"``, ``"ZYX"``, ``"CZYX"``.
     check_pairs : bool
         Require all keys of a sample to share one spatial shape.
+    keep_time : bool
+        Keep a T axis (prediction); without it an image read with T is an error (training
+        takes one timepoint per sample).
     """
 
     def __init__(self, keys: str | Sequence[str], reader: Reader | None = None, dims: str = "YX",
-                 check_pairs: bool = True, allow_missing_keys: bool = True) -> None:
+                 check_pairs: bool = True, allow_missing_keys: bool = True, keep_time: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.reader = reader if reader is not None else BioioReader(dims=dims)
-        self.check_pairs = check_pairs
+        self.check_pairs, self.keep_time = check_pairs, keep_time
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         sample = dict(data)
@@ -44,21 +50,24 @@ class ReadImaged(MapTransform):
         for key in self.key_iterator(sample):
             path = str(sample[key])
             image = self.reader.read(path)
-            if "T" in image.dims:
+            timed = "T" in image.dims
+            if timed and not self.keep_time:
                 raise DataError(f"{path}: dims {image.dims!r} keep the T axis; select one timepoint (T: 0) for training")
             array = image.numpy().astype(np.float32, copy=False)
+            lead = 1 if timed else 0  # the channel axis goes after T
             if image.dims.endswith("S"):  # RGB samples become channels
-                array = np.moveaxis(array, -1, 0)
+                array = np.moveaxis(array, -1, lead)
                 if "C" in image.dims:
-                    array = array.reshape(-1, *array.shape[2:])
+                    array = array.reshape(*array.shape[:lead], -1, *array.shape[lead + 2:])
             elif "C" not in image.dims:
-                array = array[None]
+                array = np.expand_dims(array, lead)
             if not np.isfinite(array).all():
                 raise DataError(f"{path}: image contains NaN or infinite values")
             sample[key] = array
             sample[f"{key}_path"] = path
+            sample[f"{key}_dims"] = ("T" if timed else "") + "C" + "".join(a for a in image.dims if a in "ZYX")
             sample[f"{key}_pixel_sizes"] = {k: v for k, v in image.physical_pixel_sizes.items() if v is not None}
-            shapes[str(key)] = (path, array.shape[1:])
+            shapes[str(key)] = (path, array.shape[lead + 1:])
         if self.check_pairs and len({shape for _, shape in shapes.values()}) > 1:
             listing = "; ".join(f"{path} has shape {shape}" for path, shape in shapes.values())
             raise DataError(f"input and target differ in spatial shape: {listing}")
@@ -73,3 +82,29 @@ class Binarized(MapTransform):
         for key in self.key_iterator(sample):
             sample[key] = (sample[key] > 0).astype(np.float32)
         return sample
+
+
+class PerTimepointd(MapTransform):
+    """Apply ``transforms`` to each timepoint of a sample read with ``keep_time`` in turn.
+
+    Normalization then treats every timepoint as training treated one image, so bleaching
+    over time does not shift the intensities the network sees. Samples without a T axis
+    (``<key>_dims`` not starting with T) go through ``transforms`` once, as they are.
+    """
+
+    def __init__(self, keys: str | Sequence[str], transforms: Sequence[Any]) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.transforms = list(transforms)
+
+    def _apply(self, sample: dict[Hashable, Any]) -> dict[Hashable, Any]:
+        for transform in self.transforms:
+            sample = transform(sample)
+        return sample
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        sample = dict(data)
+        timed = [key for key in self.key_iterator(sample) if str(sample.get(f"{key}_dims", "")).startswith("T")]
+        if not timed:
+            return self._apply(sample)
+        frames = [self._apply({**sample, **{key: sample[key][t] for key in timed}}) for t in range(len(sample[timed[0]]))]
+        return {**frames[0], **{key: np.stack([frame[key] for frame in frames]) for key in timed}}

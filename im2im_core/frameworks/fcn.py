@@ -133,7 +133,7 @@ class FCN(pl.LightningModule):
         self.validation_step(batch, batch_idx)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[np.ndarray]:
-        """The final output of each whole image in the batch, ``(C, [Z], Y, X)`` arrays.
+        """The final output of each whole image in the batch, ``([T], C, [Z], Y, X)`` arrays.
 
         Windows, TTA and post-processing follow ``self.inference`` and
         ``self.prediction_postprocess`` (set by the ``prediction:`` writer), else the defaults of
@@ -141,9 +141,11 @@ class FCN(pl.LightningModule):
         """
         from im2im_core.inference import predict
 
-        dims = "C" + "ZYX"[-(batch["IM"].ndim - 2):]
+        default_dims = "C" + "ZYX"[-(batch["IM"].ndim - 2):]
+        all_dims = batch.get("IM_dims", [default_dims] * len(batch["IM"]))  # with T for a time series
         return [predict(self, image, dims=dims, inference=getattr(self, "inference", None),
-                        postprocess=getattr(self, "prediction_postprocess", "auto")) for image in batch["IM"]]
+                        postprocess=getattr(self, "prediction_postprocess", "auto"),
+                        progress=getattr(self, "prediction_progress", None)) for image, dims in zip(batch["IM"], all_dims)]
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

@@ -33,6 +33,31 @@ def write_ome_zarr(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[s
         ZarrOutput(partial, array.shape, dims, array.dtype, pixel_sizes).write(tuple(slice(0, n) for n in array.shape), array)
 
 
+class WindowProgressBar:
+    """A second progress bar, below Lightning's bar of files: windows of the current image.
+
+    Called as ``progress(done, total)`` by :func:`~im2im_core.inference.predict`; a new
+    image or timepoint (``done`` going back) starts the bar again.
+    """
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None or self.bar.total != total or done < self.bar.n:
+            self.close()
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="windows", unit="window", position=1, leave=False, dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        """Remove the bar from the terminal."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 class PredictionWriter(BasePredictionWriter):
     """Save each prediction next to its input's name; print a metric when a target exists.
 
@@ -67,6 +92,7 @@ class PredictionWriter(BasePredictionWriter):
         self.inference = inference if inference is not None else Inference()
         self.postprocess = postprocess
         self.scores: list[tuple[str, str, float]] = []
+        self.window_bar: WindowProgressBar | None = None
 
     def _path(self, input_path: str) -> Path:
         return output_path(input_path, self.output_dir, self.suffix, self.output_format)
@@ -82,6 +108,8 @@ class PredictionWriter(BasePredictionWriter):
         # The framework's predict_step reads these (see FCN.predict_step).
         pl_module.inference = self.inference
         pl_module.prediction_postprocess = self.postprocess if self.postprocess is not None else "auto"
+        self.window_bar = WindowProgressBar() if trainer.progress_bar_callback is not None and trainer.is_global_zero else None
+        pl_module.prediction_progress = self.window_bar
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
                            batch_indices: Any, batch: dict[str, Any], batch_idx: int, dataloader_idx: int) -> None:
@@ -89,7 +117,9 @@ class PredictionWriter(BasePredictionWriter):
         for i, input_path in enumerate(batch["IM_path"]):
             item = prediction[i]
             array = item.cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
-            dims = "C" + SPATIAL[-(array.ndim - 1):]
+            dims = batch["IM_dims"][i] if "IM_dims" in batch else "C" + SPATIAL[-(array.ndim - 1):]
+            if len(dims) != array.ndim:  # a framework that drops the channel axis
+                dims = dims.replace("C", "")
             sizes = {k: float(v[i]) for k, v in batch.get("IM_pixel_sizes", {}).items()}
             path = self._path(input_path)
             if self.output_format == "ome-zarr":
@@ -102,8 +132,8 @@ class PredictionWriter(BasePredictionWriter):
 
     def _score(self, input_path: str, array: np.ndarray, target_path: str, dims: str) -> None:
         target = BioioReader(dims=dims).read(target_path).numpy()
-        if target.ndim < array.ndim:
-            target = target[None]
+        if target.ndim < array.ndim:  # no C axis: add it (after T)
+            target = np.expand_dims(target, 1 if "T" in dims else 0)
         if target.shape != array.shape:
             raise DataError(f"target {target_path} has shape {target.shape}, prediction of {input_path} has {array.shape}")
         if np.issubdtype(array.dtype, np.integer):
@@ -112,6 +142,9 @@ class PredictionWriter(BasePredictionWriter):
             self.scores.append((Path(input_path).name, "Pearson", pearson(array, target)))
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.window_bar is not None:
+            self.window_bar.close()
+        pl_module.prediction_progress = None
         print(f"predictions written to {self.output_dir}")
         if not self.scores:
             return

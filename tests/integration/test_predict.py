@@ -104,3 +104,44 @@ def test_predict_loop_writes_ome_zarr_and_refuses_to_overwrite(data_2d: Path, tm
     with pytest.raises(DataError, match="output exists"):
         _predict_folder(data_2d, PredictionWriter(output_dir=str(out_dir), output_format="ome-zarr"))
     assert {p: p.stat().st_mtime_ns for p in out_dir.rglob("*")} == before
+
+
+def test_predict_loop_keeps_time_axis_and_normalizes_each_timepoint(image_5d: Path, tmp_path: Path):
+    """``im2im predict`` with ``data.dims: TCZYX``: each timepoint normalized and predicted in turn."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    image_5d.rename(folder / image_5d.name)
+    source = BioImage(folder / image_5d.name).get_image_data("TCZYX").astype(np.float32)
+    source[1] = source[0] * 3 + 500  # the first timepoint, brighter: normalized on its own, it predicts the same
+    OmeTiffWriter.save(source.astype(np.uint16), str(folder / image_5d.name), dim_order="TCZYX",
+                       physical_pixel_sizes=PhysicalPixelSizes(0.5, 0.1, 0.1))
+    torch.manual_seed(0)
+    model = FCN(backbone=UNet(spatial_dims=3, in_channels=1, out_channels=1, channels=[4, 8], strides=[2]), task="regression")
+    inference = Inference(roi_size=[8, 32, 32], optimize=False)
+    writer = PredictionWriter(output_dir=str(tmp_path / "out"), inference=inference)
+    calls: list[tuple[int, int]] = []
+    writer_start = writer.on_predict_start
+
+    def start_and_watch(trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        writer_start(trainer, module)
+        assert writer.window_bar is not None  # the progress bar is on: windows get a bar of their own
+        bar = module.prediction_progress
+        module.prediction_progress = lambda done, total: (calls.append((done, total)), bar(done, total))
+
+    writer.on_predict_start = start_and_watch
+    datamodule = Im2ImDataModule(predict_path=str(folder), dims="TCZYX", patch_size=[8, 32, 32], target="intensity")
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[writer], enable_checkpointing=False)
+    trainer.predict(model, datamodule=datamodule, return_predictions=False)
+
+    result = BioImage(tmp_path / "out" / "cells_pred.ome.tiff")
+    assert result.dims.order == "TCZYX" and result.shape == (2, 1, 12, 40, 48)
+    assert result.physical_pixel_sizes == pytest.approx((0.5, 0.1, 0.1))
+    output = result.get_image_data("TCZYX")
+    from im2im_core.inference import predict
+
+    for t in range(2):
+        low, high = np.percentile(source[t], [0.5, 99.5])
+        expected = predict(model, (source[t] - low) / (high - low), dims="CZYX", inference=inference)
+        np.testing.assert_allclose(output[t], expected, atol=1e-5)
+    np.testing.assert_allclose(output[0], output[1], atol=1e-3)
+    assert calls and calls[-1][0] == calls[-1][1] and sum(done == total for done, total in calls) == 2  # one pass per timepoint

@@ -157,8 +157,9 @@ class EmbedSeg(pl.LightningModule):
         return torch.stack([cluster(item, self.voxel_size, self.offset_range, self.seed_threshold,
                                     self.foreground_threshold, self.min_size)[None] for item in output])
 
-    def segment(self, image: torch.Tensor | np.ndarray, inference: Any = None) -> np.ndarray:
-        """Instance labels of one whole image ``(C, [Z], Y, X)``, predicted window by window.
+    def segment(self, image: torch.Tensor | np.ndarray, inference: Any = None, dims: str | None = None,
+                progress: Any = None) -> np.ndarray:
+        """Instance labels of one whole image ``([T], C, [Z], Y, X)``, predicted window by window.
 
         Parameters
         ----------
@@ -167,20 +168,25 @@ class EmbedSeg(pl.LightningModule):
         inference : im2im_core.inference.Inference, optional
             Window, overlap, blending, TTA options; default: ``Inference()`` with this
             framework's ``roi_size``, ``overlap`` and ``sw_batch_size``.
+        dims : str, optional
+            Axes of ``image``; default ``C`` and the spatial axes. With T, each timepoint is
+            segmented in turn.
+        progress : callable, optional
+            ``progress(done, total)`` windows, as for :func:`im2im_core.inference.predict`.
 
         Returns
         -------
         numpy.ndarray
-            ``(1, [Z], Y, X)`` labels, uint16 (int32 above 65535 objects).
+            ``([T], 1, [Z], Y, X)`` labels, uint16 (int32 above 65535 objects).
         """
         from im2im_core.inference import Inference, predict
 
         settings = inference if inference is not None else Inference()
         self.tta = settings.tta  # our TTA transforms offsets as vectors; the core's would not
-        dims = "C" + "ZYX"[-(image.ndim - 1):]
+        dims = dims or "C" + "ZYX"[-(image.ndim - 1):]
         try:
             return predict(self, image, dims=dims, inference=dataclasses.replace(settings, tta="none"),
-                           postprocess=self.default_postprocess())
+                           postprocess=self.default_postprocess(), progress=progress)
         finally:
             self.tta = "none"
 
@@ -217,12 +223,14 @@ class EmbedSeg(pl.LightningModule):
         self.validation_step(batch, batch_idx)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[np.ndarray]:
-        """Instance labels ``(1, [Z], Y, X)`` of each whole image of the batch.
+        """Instance labels ``([T], 1, [Z], Y, X)`` of each whole image of the batch.
 
         Windows and TTA follow ``self.inference`` (set by the ``prediction:`` writer); a
         ``prediction.postprocess`` is not used: the output is the clustering's labels.
         """
-        return [self.segment(image, self._inference()) for image in batch["IM"]]
+        all_dims = batch.get("IM_dims", [None] * len(batch["IM"]))  # with T for a time series
+        return [self.segment(image, self._inference(), dims, getattr(self, "prediction_progress", None))
+                for image, dims in zip(batch["IM"], all_dims)]
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

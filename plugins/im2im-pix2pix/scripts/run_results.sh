@@ -8,7 +8,8 @@
 # optimizer steps per batch, so its max_steps is 1200. "from FCN": Pix2Pix whose generator starts
 # from the FCN run, 300 more batches (600 steps); "FCN, 900 batches": the FCN run resumed for the
 # same 300 more batches, the control for "from FCN". Each run works in its own folder (the presets
-# write to ./im2im_runs/<preset>); a run with a scores.csv is skipped. Scores: im2im evaluate with --normalize percentile (prediction and
+# write to ./im2im_runs/<preset>); a run with a scores.csv is skipped, and with RUNS="name ..." set
+# only those runs are made (two shells can then share the work). Scores: im2im evaluate with --normalize percentile (prediction and
 # target each mapped to [0, 1] by their 0.5 and 99.5 percentiles, as training normalizes them).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -32,6 +33,8 @@ run() {
   local name=$1 preset=$2 dataset=$3 patch=$4 steps=$5; shift 5
   local key=backbone; [[ $preset == labelfree_2d ]] || key=generator
   [ -f "$R/$name/scores.csv" ] && return 0
+  [[ -z ${RUNS:-} || " $RUNS " == *" $name "* ]] || return 0
+  rm -rf "${R:?}/$name"  # an unfinished earlier attempt
   mkdir -p "$R/$name" && cd "$R/$name"
   local start=$SECONDS
   # shellcheck disable=SC2046
