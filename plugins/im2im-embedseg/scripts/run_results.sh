@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The EmbedSeg figures of docs/results.md: prepare the splits, train on CPU for a fixed wall
 # time, predict the held-out images, score AP. Usage (from the im2im clone):
-#   plugins/im2im-embedseg/scripts/run_results.sh WORKDIR DATASET MINUTES
+#   plugins/im2im-embedseg/scripts/run_results.sh WORKDIR DATASET MINUTES [FIT ARGS...]
 # DATASET: bbbc039 or dsb2018. One torch thread per run (on a shared 2-core machine a second
 # thread mostly waits); set OMP_NUM_THREADS to change it. For CPU minutes the network is the
 # preset's branched ERFNet with half the channels at the two lower levels (16, 32, 64), and
 # centres are approximate medoids (batched; exact for nuclei up to 256 pixels).
 set -euo pipefail
-work=$(realpath -m "$1"); dataset=$2; minutes=$3
+work=$(realpath -m "$1"); dataset=$2; minutes=$3; shift 3  # the rest goes to im2im fit
 here=$(cd "$(dirname "$0")" && pwd)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 [ -d "$work/data/$dataset" ] || python "$here/prepare_data.py" "$work/data"
@@ -22,7 +22,7 @@ im2im fit --config instanceseg_2d --data.data_path "$work/data/$dataset/train" \
   --model.init_args.optimizer.init_args.lr 0.001 --model.init_args.backbone.init_args.channels '[16,32,64]' \
   --model.init_args.centre approximate_medoid \
   --trainer.max_epochs -1 --trainer.max_time "$(printf "00:%02d:%02d:00" $((minutes / 60)) $((minutes % 60)))" --trainer.accelerator cpu \
-  --trainer.enable_progress_bar false "${extra[@]}"
+  --trainer.enable_progress_bar false "${extra[@]}" "$@"
 echo "fit wall time: $(( $(date +%s) - start )) s"
 config=$(ls -d im2im_runs/instanceseg_2d/lightning_logs/version_* | sort -V | tail -1)/config.yaml  # the run's own config
 im2im predict --config "$config" --ckpt_path im2im_runs/instanceseg_2d/checkpoints/last.ckpt \
