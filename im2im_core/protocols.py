@@ -34,7 +34,13 @@ class Framework(Protocol):
         """Map a batch of input patches ``(B, C, [Z], Y, X)`` to raw output patches."""
 
     def postprocess(self, output: torch.Tensor) -> torch.Tensor:
-        """Turn the stitched raw output of one image into the final output (mask, intensities)."""
+        """Turn stitched raw output ``(B, C, ...)`` into the final output (mask, intensities).
+
+        Applied pixel by pixel, band by band as prediction streams. A framework whose final
+        step needs the whole image (instance clustering) also defines
+        ``default_postprocess()`` returning an ``im2im_core.inference.Postprocess`` with
+        ``needs_whole_image``; ``predict(..., postprocess="auto")`` then uses that instead.
+        """
 
 
 @runtime_checkable

@@ -205,8 +205,10 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
     inference : Inference, optional
         Window, overlap, blending, TTA, slicing options; keyword ``options`` override fields.
     postprocess : Postprocess, "auto" or None
-        ``auto``: the framework's own ``postprocess`` (e.g. FCN masks), raw output for a plain
-        network; ``None``: raw output.
+        ``auto``: the framework's ``default_postprocess()`` if it has one (a
+        :class:`Postprocess`, which may need the whole image, e.g. EmbedSeg's clustering), else
+        its per-pixel ``postprocess`` (e.g. FCN masks), raw output for a plain network;
+        ``None``: raw output.
     normalize : (float, float), optional
         Percentiles of the input mapped to 0 and 1 before prediction (training normalizes
         with (0.5, 99.5) by default); estimated on a subsample for lazy arrays. ``None``:
@@ -232,6 +234,8 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
     """
     settings = dataclasses.replace(inference or Inference(), **options)
     model = _as_model(model_or_checkpoint, config)
+    if postprocess == "auto" and callable(getattr(model, "default_postprocess", None)):
+        postprocess = model.default_postprocess()  # e.g. clustering, which needs the whole image
     training = model.training
     try:
         return _predict(model.eval(), array, dims, settings, postprocess, normalize, device, store, progress)

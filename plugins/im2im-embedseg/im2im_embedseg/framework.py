@@ -150,9 +150,8 @@ class EmbedSeg(pl.LightningModule):
     def postprocess(self, output: torch.Tensor) -> torch.Tensor:
         """Instance labels ``(B, 1, *spatial)`` int32 of whole-image decoded outputs ``(B, 2D+1, *spatial)``.
 
-        Clustering needs whole images: the core's ``predict(..., postprocess="auto")`` calls
-        this on bands of the output, so pass ``postprocess=model.default_postprocess()``
-        instead (as :meth:`segment` does).
+        Clustering needs whole images: the core's ``predict(..., postprocess="auto")`` uses
+        :meth:`default_postprocess` instead, which clusters once the whole output is there.
         """
         return torch.stack([cluster(item, self.voxel_size, self.offset_range, self.seed_threshold,
                                     self.foreground_threshold, self.min_size)[None] for item in output])

@@ -122,9 +122,7 @@ def test_core_predict_with_the_clustering_postprocess(two_bars: np.ndarray) -> N
     assert average_precision(labels[0], two_bars, 0.95) == 1.0
 
 
-@pytest.mark.xfail(reason="core: predict(postprocess='auto') applies model.postprocess band by band; "
-                          "needs 'auto' to use model.default_postprocess() when a framework has one")
-def test_core_predict_auto_postprocess(two_bars: np.ndarray) -> None:
+def test_core_predict_auto_postprocess_clusters_the_whole_image(two_bars: np.ndarray) -> None:
     from im2im_core.inference import predict
 
     model = EmbedSeg(Passthrough(), offset_range=OFFSET_RANGE, sigma_init=SIGMA_INIT, min_size=5)
