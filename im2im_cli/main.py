@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 
@@ -58,6 +59,8 @@ def run_lightning(argv: list[str]) -> int:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     # a deprecation inside Lightning itself, printed on every run; nothing a user can act on
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Lightning advertises a cloud logging service on every run
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
     try:
         Im2ImCLI(args=args)
     except ArgumentError as exc:
