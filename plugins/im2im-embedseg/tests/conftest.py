@@ -8,34 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
+
+from im2im_core.testing import copy_pairs, one_torch_thread, plugin_registry  # noqa: F401  (fixtures)
 
 #: <clone>/plugins/im2im-embedseg/tests/conftest.py -> <clone>
 REPO = Path(__file__).resolve().parents[3]
-DEMO_DATA = REPO / "im2im_core" / "demo_data"  # BBBC039 256x256 crops with instance labels (CC0)
 DATA_3D = REPO / "tests" / "data" / "widefield_confocal_3d"  # NEUBIAS z-stack crops 16x64x64 (CC BY 4.0)
 
-
-@pytest.fixture(autouse=True, scope="session")
-def _one_thread():
-    """One torch thread: these tensors are small, and on a shared 2-core machine a second
-    thread mostly waits for a busy core (10x slower steps measured under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch):
-    """The registry with the built-ins and this plugin only (IM2IM_PLUGINS=embedseg)."""
-    from im2im_core.plugins import get_registry, reset_registry
-
-    monkeypatch.setenv("IM2IM_PLUGINS", "embedseg")
-    monkeypatch.delenv("IM2IM_DISABLE_PLUGINS", raising=False)
-    reset_registry()
-    yield get_registry()
-    reset_registry()
+registry = plugin_registry("embedseg")
 
 
 def disc(shape: tuple[int, ...], centre: tuple[float, ...], radius: float) -> np.ndarray:
@@ -58,14 +38,7 @@ def hand_labels() -> np.ndarray:
 @pytest.fixture
 def data_2d(tmp_path: Path) -> Path:
     """Three 256x256 BBBC039 crops with instance labels, in IM/GT subfolders."""
-    if not DEMO_DATA.is_dir():
-        pytest.skip(f"demo data not found: {DEMO_DATA}")
-    target = tmp_path / "data_2d"
-    for sub in ("IM", "GT"):
-        (target / sub).mkdir(parents=True)
-        for path in sorted((DEMO_DATA / "train" / sub).glob("*.tif"))[:3]:
-            shutil.copy(path, target / sub / path.name)
-    return target
+    return copy_pairs(tmp_path / "data_2d", slice(0, 3))
 
 
 @pytest.fixture

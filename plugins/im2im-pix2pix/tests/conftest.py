@@ -9,50 +9,20 @@ import numpy as np
 import pytest
 import tifffile
 
-import im2im_core
+from im2im_core.testing import copy_pairs, one_torch_thread, plugin_registry  # noqa: F401  (fixtures)
 
-#: BBBC039 nuclei crops (256 x 256) with their masks, bundled with the core (CC0).
-DEMO = Path(im2im_core.__file__).parent / "demo_data" / "train"
 #: <clone>/plugins/im2im-pix2pix/tests/conftest.py -> <clone>/tests/data: two 16x64x64 widefield/confocal pairs
 DATA_3D = Path(__file__).resolve().parents[3] / "tests" / "data" / "widefield_confocal_3d"
 #: <clone>/../shared/data/histology_unpaired: the 512 x 512 RGB IHC image of scikit-image
 IHC_FILE = Path(__file__).resolve().parents[4] / "shared" / "data" / "histology_unpaired" / "ihc_skimage.tif"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: the test networks are tiny, and on a shared, busy machine OpenMP threads
-    that wait for each other make them 10 times slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch):
-    """The registry with the built-ins and this plugin only (IM2IM_PLUGINS=pix2pix)."""
-    from im2im_core.plugins import get_registry, reset_registry
-
-    monkeypatch.setenv("IM2IM_PLUGINS", "pix2pix")
-    monkeypatch.delenv("IM2IM_DISABLE_PLUGINS", raising=False)
-    reset_registry()
-    yield get_registry()
-    reset_registry()
+registry = plugin_registry("pix2pix")
 
 
 @pytest.fixture
 def masks_to_images(tmp_path: Path) -> Path:
     """Four BBBC039 crops for synthesis: IM/ the instance masks, GT/ the images."""
-    folder = tmp_path / "masks_to_images"
-    for sub in ("IM", "GT"):
-        (folder / sub).mkdir(parents=True)
-    for path in sorted((DEMO / "IM").glob("*.tif"))[:4]:
-        shutil.copy(DEMO / "GT" / path.name, folder / "IM" / path.name)
-        shutil.copy(path, folder / "GT" / path.name)
-    return folder
+    return copy_pairs(tmp_path / "masks_to_images", slice(0, 4), swap=True)
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ from im2im_core.errors import ConfigError, DataError
 from im2im_core.frameworks import FCN
 from im2im_core.inference import predict
 from im2im_core.networks import FNet, PatchGAN
+from im2im_core.testing import copy_pairs
 from im2im_pix2pix.pix2pix import Pix2Pix
 
 #: BBBC039 nuclei crops with masks, bundled with the core
-DEMO = Path(__import__("im2im_core").__file__).parent / "demo_data" / "train"
 
 
 def tiny_generator(spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 1) -> FNet:
@@ -218,12 +218,7 @@ def fit_from_folder(data: Path, ckpt_dir: Path, max_steps: int, ckpt_path: str |
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """4 images, 1 per batch: 4 batches (8 optimizer steps) an epoch; one epoch, a checkpoint every batch."""
     folder = tmp_path_factory.mktemp("resume")
-    data = folder / "data"
-    for sub in ("IM", "GT"):
-        (data / sub).mkdir(parents=True)
-    for path in sorted((DEMO / "IM").glob("*.tif"))[:4]:
-        shutil.copy(DEMO / "GT" / path.name, data / "IM" / path.name)
-        shutil.copy(path, data / "GT" / path.name)
+    data = copy_pairs(folder / "data", slice(0, 4), swap=True)
     fit_from_folder(data, folder / "first", max_steps=8)
     return data, folder / "first"
 

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from im2im_core.testing import one_torch_thread, plugin_registry  # noqa: F401  (fixtures)
+
 #: <clone>/plugins/im2im-stain/tests/conftest.py -> <clone>/../shared/data/histology_unpaired
 HISTOLOGY = Path(__file__).resolve().parents[4] / "shared" / "data" / "histology_unpaired"
 HE_FILE = HISTOLOGY / "he_cmu1_small_region.tif"  # 2967 x 2220 RGB H&E, CC0 (OpenSlide CMU-1)
@@ -44,13 +46,4 @@ def ihc_image() -> np.ndarray:
     return _channel_first(IHC_FILE)
 
 
-@pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch):
-    """The registry with the built-ins and this plugin only (IM2IM_PLUGINS=stain)."""
-    from im2im_core.plugins import get_registry, reset_registry
-
-    monkeypatch.setenv("IM2IM_PLUGINS", "stain")
-    monkeypatch.delenv("IM2IM_DISABLE_PLUGINS", raising=False)
-    reset_registry()
-    yield get_registry()
-    reset_registry()
+registry = plugin_registry("stain")

@@ -9,41 +9,15 @@ import numpy as np
 import pytest
 import tifffile
 
-import im2im_core
+from im2im_core.testing import DEMO_DATA, one_torch_thread, plugin_registry  # noqa: F401  (fixtures)
 
-#: BBBC039 nuclei crops (256 x 256) with their masks, bundled with the core (CC0).
-DEMO = Path(im2im_core.__file__).parent / "demo_data" / "train"
+DEMO = DEMO_DATA / "train"
 #: <clone>/plugins/im2im-utom/tests/conftest.py -> <clone>/tests/data: two 16x64x64 widefield/confocal pairs
 DATA_3D = Path(__file__).resolve().parents[3] / "tests" / "data" / "widefield_confocal_3d"
 #: <clone>/../shared/data/histology_unpaired: H&E (OpenSlide CMU-1-Small-Region, CC0) and IHC (scikit-image)
 HISTOLOGY = Path(__file__).resolve().parents[4] / "shared" / "data" / "histology_unpaired"
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run each test on one intra-op thread, then restore the setting.
-
-    The tiny networks gain nothing from two threads, and on a loaded 2-core machine OpenMP's
-    waiting threads made one 6-batch fit 20 times slower (40 s instead of 2 s).
-    """
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch):
-    """The registry with the built-ins and this plugin only (IM2IM_PLUGINS=utom)."""
-    from im2im_core.plugins import get_registry, reset_registry
-
-    monkeypatch.setenv("IM2IM_PLUGINS", "utom")
-    monkeypatch.delenv("IM2IM_DISABLE_PLUGINS", raising=False)
-    reset_registry()
-    yield get_registry()
-    reset_registry()
+registry = plugin_registry("utom")
 
 
 @pytest.fixture
