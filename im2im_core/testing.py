@@ -14,7 +14,7 @@ copies some of them into a test's folder. This module imports pytest: tests only
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +73,28 @@ def copy_pairs(target: Path, names: slice = slice(None), split: str = "train", s
         for source, sub in zip(source_dirs, ("IM", "GT")):
             shutil.copy(DEMO_DATA / split / source / path.name, target / sub / path.name)
     return target
+
+
+def assert_registers(registry: Any, plugin: str, version: str, names: dict[str, Sequence[str]]) -> None:
+    """Check that ``plugin`` (its ``version``) loaded and registered exactly ``names``.
+
+    ``names`` maps a kind (``frameworks``, ``backbones``, ``transforms``, ``readers``,
+    ``presets``) to the names the plugin adds; each must be owned by ``plugin``.
+    """
+    info = {p.name: p for p in registry.plugins}[plugin]
+    assert info.version == version
+    assert not [f for f in registry.failed if f.name == plugin], f"plugin {plugin} failed to load"
+    for kind, expected in names.items():
+        assert sorted(info.registered[kind]) == sorted(expected), kind
+        for name in expected:
+            assert registry.owners[kind][name] == plugin, (kind, name)
+
+
+def assert_gone_when_plugins_disabled(monkeypatch: pytest.MonkeyPatch, names: dict[str, Sequence[str]]) -> None:
+    """Check that none of ``names`` (kind -> names) is registered with ``IM2IM_DISABLE_PLUGINS=1``."""
+    from im2im_core.plugins import make_plugin_manager
+
+    monkeypatch.setenv("IM2IM_DISABLE_PLUGINS", "1")
+    _, registry = make_plugin_manager()
+    for kind, expected in names.items():
+        assert not set(expected) & set(registry.entries[kind]), kind

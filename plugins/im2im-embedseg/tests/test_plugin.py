@@ -13,32 +13,22 @@ import yaml
 
 import im2im_embedseg
 from im2im_cli.main import main
+from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers
 from im2im_embedseg import plugin
 
 PRESETS = ("instanceseg_2d", "instanceseg_3d")
+NAMES = {"frameworks": ["EmbedSeg"], "backbones": ["branched_erfnet"], "presets": PRESETS}
 
 
 # ------------------------------------------------------------------ registration
 def test_plugin_registers_its_names(registry) -> None:
-    info = {p.name: p for p in registry.plugins}["embedseg"]
-    assert info.version == im2im_embedseg.__version__ == "0.1.0"
-    assert info.registered["frameworks"] == ["EmbedSeg"]
-    assert info.registered["backbones"] == ["branched_erfnet"]
-    assert sorted(info.registered["presets"]) == sorted(PRESETS)
+    assert_registers(registry, "embedseg", im2im_embedseg.__version__, NAMES)
     assert registry.entries["frameworks"]["EmbedSeg"].__module__ == "im2im_embedseg.framework"
     assert registry.entries["backbones"]["branched_erfnet"].__module__ == "im2im_embedseg.erfnet"
-    for kind, name in [("frameworks", "EmbedSeg"), ("backbones", "branched_erfnet"), *(("presets", p) for p in PRESETS)]:
-        assert registry.owners[kind][name] == "embedseg"
-    assert not [f for f in registry.failed if f.name == "embedseg"]
 
 
 def test_disabling_plugins_removes_its_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    from im2im_core.plugins import make_plugin_manager
-
-    monkeypatch.setenv("IM2IM_DISABLE_PLUGINS", "1")
-    _, registry = make_plugin_manager()
-    assert "EmbedSeg" not in registry.entries["frameworks"]
-    assert "instanceseg_2d" not in registry.entries["presets"]
+    assert_gone_when_plugins_disabled(monkeypatch, NAMES)
 
 
 @pytest.mark.parametrize("name", PRESETS)

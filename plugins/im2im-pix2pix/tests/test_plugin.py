@@ -12,36 +12,26 @@ import yaml
 
 import im2im_pix2pix
 from im2im_cli.main import main
+from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers
 from im2im_pix2pix import plugin
 from im2im_pix2pix.pix2pix import Pix2Pix
 
 PRESETS = ("labelfree_3d_pix2pix", "synthetic_2d_from_mask", "staintransfer_2d_pix2pix")
+NAMES = {"frameworks": ["Pix2Pix"], "presets": PRESETS}
 #: shrink the networks of a preset so that two steps take a second: (generator width, discriminator width)
 TINY = ["--model.init_args.generator.init_args.mult_chan", "4", "--model.init_args.discriminator.init_args.channels", "4"]
 
 
 # ------------------------------------------------------------------ registration
 def test_plugin_registers_its_names(registry) -> None:
-    info = {p.name: p for p in registry.plugins}["pix2pix"]
-    assert info.version == im2im_pix2pix.__version__ == "0.1.0"
-    assert info.registered["frameworks"] == ["Pix2Pix"]
-    assert sorted(info.registered["presets"]) == sorted(PRESETS)
+    assert_registers(registry, "pix2pix", im2im_pix2pix.__version__, NAMES)
     assert registry.entries["frameworks"]["Pix2Pix"] is Pix2Pix
-    assert registry.owners["frameworks"]["Pix2Pix"] == "pix2pix"
-    for name in PRESETS:
-        assert registry.owners["presets"][name] == "pix2pix"
     # the GAN parts it uses are the core's, registered by the built-ins
     assert registry.owners["backbones"]["patchgan"] == registry.owners["backbones"]["resnet_generator"] == "builtin"
-    assert not [f for f in registry.failed if f.name == "pix2pix"]
 
 
 def test_disabling_plugins_removes_its_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    from im2im_core.plugins import make_plugin_manager
-
-    monkeypatch.setenv("IM2IM_DISABLE_PLUGINS", "1")
-    _, registry = make_plugin_manager()
-    assert "Pix2Pix" not in registry.entries["frameworks"]
-    assert "synthetic_2d_from_mask" not in registry.entries["presets"]
+    assert_gone_when_plugins_disabled(monkeypatch, NAMES)
 
 
 @pytest.mark.parametrize("path", sorted(plugin.PRESETS.glob("*.yaml")), ids=lambda p: p.stem)

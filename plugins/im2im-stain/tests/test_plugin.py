@@ -12,35 +12,25 @@ import yaml
 
 import im2im_stain
 from im2im_cli.main import main
+from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers
 from im2im_stain import plugin
 from im2im_stain.macenko import separate_stains
 
 PRESETS = ("semanticseg_he_2d", "staintransfer_2d")
 TRANSFORMS = ("MacenkoNormalized", "StainSeparated", "ReinhardNormalized")
+NAMES = {"transforms": TRANSFORMS, "presets": PRESETS}
 HAS_PIX2PIX = importlib.util.find_spec("im2im_pix2pix") is not None
 
 
 # ------------------------------------------------------------------ registration
 def test_plugin_registers_its_names(registry) -> None:
-    info = {p.name: p for p in registry.plugins}["stain"]
-    assert info.version == im2im_stain.__version__ == "0.1.0"
-    assert sorted(info.registered["transforms"]) == sorted(TRANSFORMS)
-    assert sorted(info.registered["presets"]) == sorted(PRESETS)
+    assert_registers(registry, "stain", im2im_stain.__version__, NAMES)
     for name in TRANSFORMS:
-        assert registry.owners["transforms"][name] == "stain"
         assert registry.entries["transforms"][name].__module__ == "im2im_stain.transforms"
-    for name in PRESETS:
-        assert registry.owners["presets"][name] == "stain"
-    assert not [f for f in registry.failed if f.name == "stain"]
 
 
 def test_disabling_plugins_removes_its_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    from im2im_core.plugins import make_plugin_manager
-
-    monkeypatch.setenv("IM2IM_DISABLE_PLUGINS", "1")
-    _, registry = make_plugin_manager()
-    assert "MacenkoNormalized" not in registry.entries["transforms"]
-    assert "semanticseg_he_2d" not in registry.entries["presets"]
+    assert_gone_when_plugins_disabled(monkeypatch, NAMES)
 
 
 def preset_files() -> list[Path]:

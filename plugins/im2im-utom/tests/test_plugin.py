@@ -12,12 +12,14 @@ import yaml
 
 import im2im_utom
 from im2im_cli.main import main
+from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers
 from im2im_utom import plugin
 from im2im_utom.cyclegan import CycleGAN
 from im2im_utom.utom import UTOM
 
 TASKS = ("unpaired_seg_2d", "unpaired_modality_3d", "unpaired_stain_2d")
 PRESETS = tuple(f"{task}_{variant}" for task in TASKS for variant in ("cyclegan", "utom"))
+NAMES = {"frameworks": ["CycleGAN", "UTOM"], "presets": PRESETS}
 #: shrink the networks of a preset so that two steps take a second
 TINY = [arg for net in ("generator_ab", "generator_ba") for arg in
         (f"--model.init_args.{net}.init_args.channels", "4", f"--model.init_args.{net}.init_args.n_blocks", "1")] + \
@@ -28,26 +30,14 @@ QUIET = ["--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer
 
 # ------------------------------------------------------------------ registration
 def test_plugin_registers_its_names(registry) -> None:
-    info = {p.name: p for p in registry.plugins}["utom"]
-    assert info.version == im2im_utom.__version__ == "0.1.0"
-    assert sorted(info.registered["frameworks"]) == ["CycleGAN", "UTOM"]
-    assert sorted(info.registered["presets"]) == sorted(PRESETS)
+    assert_registers(registry, "utom", im2im_utom.__version__, NAMES)
     assert registry.entries["frameworks"]["CycleGAN"] is CycleGAN and registry.entries["frameworks"]["UTOM"] is UTOM
-    for name in ("CycleGAN", "UTOM", *PRESETS):
-        kind = "frameworks" if name in ("CycleGAN", "UTOM") else "presets"
-        assert registry.owners[kind][name] == "utom"
     # the GAN parts it uses are the core's, registered by the built-ins
     assert registry.owners["backbones"]["patchgan"] == registry.owners["backbones"]["resnet_generator"] == "builtin"
-    assert not [f for f in registry.failed if f.name == "utom"]
 
 
 def test_disabling_plugins_removes_its_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    from im2im_core.plugins import make_plugin_manager
-
-    monkeypatch.setenv("IM2IM_DISABLE_PLUGINS", "1")
-    _, registry = make_plugin_manager()
-    assert "UTOM" not in registry.entries["frameworks"]
-    assert "unpaired_seg_2d_utom" not in registry.entries["presets"]
+    assert_gone_when_plugins_disabled(monkeypatch, NAMES)
 
 
 @pytest.mark.parametrize("path", sorted(plugin.PRESETS.glob("*.yaml")), ids=lambda p: p.stem)
