@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any
 
 from jsonargparse.typing import register_type
 from lightning.pytorch import LightningModule
@@ -38,3 +39,9 @@ class Im2ImCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (LightningArgumentParser)
         parser.add_lightning_class_args(PredictionWriter, "prediction")
+
+    def predict(self, model: LightningModule, datamodule: Any = None, return_predictions: bool | None = None,
+                **kwargs: Any) -> Any:
+        """``trainer.predict``; the writer saves every output, so they are not also kept in
+        memory unless asked (``im2im predict --return_predictions true``)."""
+        return self.trainer.predict(model, datamodule=datamodule, return_predictions=bool(return_predictions), **kwargs)

@@ -291,12 +291,37 @@ class Im2ImDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list:
         return self.val_dataloader()
 
+    def lazy_normalization(self) -> tuple[float, float] | None:
+        """The input percentiles mapped to 0..1, if that is all the input's normalization does.
+
+        Then prediction reads images lazily and normalizes window by window (with these
+        percentiles of each timepoint); any other normalization needs the image in memory.
+        """
+        steps = self._normalize_steps(["IM"])
+        if len(steps) != 1 or type(steps[0]) is not PercentileNormalized:
+            return None
+        scaler = steps[0].scaler
+        plain = (scaler.b_min, scaler.b_max) == (0.0, 1.0) and not scaler.clip and not scaler.relative and not scaler.channel_wise
+        return (float(scaler.lower), float(scaler.upper)) if plain else None
+
     def predict_transform(self) -> Compose:
-        """Read whole input images, a T axis kept (``dims`` with T), and normalize each timepoint."""
+        """Read input images with a T axis kept (``dims`` with T): lazily when
+        :meth:`lazy_normalization` applies, else whole and normalized timepoint by timepoint."""
+        if self.lazy_normalization() is not None:
+            return Compose([ReadImaged(["IM"], reader=self.make_reader(), keep_time=True, lazy=True)])
         return Compose([ReadImaged(["IM"], reader=self.make_reader(), keep_time=True),
                         PerTimepointd(["IM"], self._normalize_steps(["IM"]))])
 
     def predict_dataloader(self) -> DataLoader:
-        """One whole image per batch; targets are not read here (the writer evaluates them)."""
-        samples = [{"IM": s["IM"], "GT_path": s.get("GT", "")} for s in self.predict_samples]
-        return DataLoader(build_dataset(samples, self.predict_transform(), "none"), batch_size=1, num_workers=self.num_workers)
+        """One image per batch, as lists (arrays may be lazy); targets are not read here (the
+        writer evaluates them). ``IM_normalize``: percentiles for prediction to apply, or None."""
+        normalize = self.lazy_normalization()
+        samples = [{"IM": s["IM"], "GT_path": s.get("GT", ""), "IM_normalize": normalize} for s in self.predict_samples]
+        return DataLoader(build_dataset(samples, self.predict_transform(), "none"), batch_size=1, num_workers=self.num_workers,
+                          collate_fn=collate_as_lists)
+
+
+def collate_as_lists(samples: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """A batch as a dict of lists: images of any size, lazy or not, are neither stacked nor
+    copied to the device (prediction moves one window batch at a time)."""
+    return {key: [sample[key] for sample in samples] for key in samples[0]}

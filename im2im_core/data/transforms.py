@@ -36,13 +36,17 @@ class ReadImaged(MapTransform):
     keep_time : bool
         Keep a T axis (prediction); without it an image read with T is an error (training
         takes one timepoint per sample).
+    lazy : bool
+        Keep the reader's lazy (dask) array instead of reading the pixels, for prediction that
+        reads window bands as it goes; the NaN check is then left out (it would read it all).
     """
 
     def __init__(self, keys: str | Sequence[str], reader: Reader | None = None, dims: str = "YX",
-                 check_pairs: bool = True, allow_missing_keys: bool = True, keep_time: bool = False) -> None:
+                 check_pairs: bool = True, allow_missing_keys: bool = True, keep_time: bool = False,
+                 lazy: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.reader = reader if reader is not None else BioioReader(dims=dims)
-        self.check_pairs, self.keep_time = check_pairs, keep_time
+        self.check_pairs, self.keep_time, self.lazy = check_pairs, keep_time, lazy
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         sample = dict(data)
@@ -53,7 +57,8 @@ class ReadImaged(MapTransform):
             timed = "T" in image.dims
             if timed and not self.keep_time:
                 raise DataError(f"{path}: dims {image.dims!r} keep the T axis; select one timepoint (T: 0) for training")
-            array = image.numpy().astype(np.float32, copy=False)
+            array = image.array if self.lazy and hasattr(image.array, "compute") else image.numpy()
+            array = array.astype(np.float32, copy=False)
             lead = 1 if timed else 0  # the channel axis goes after T
             if image.dims.endswith("S"):  # RGB samples become channels
                 array = np.moveaxis(array, -1, lead)
@@ -61,7 +66,7 @@ class ReadImaged(MapTransform):
                     array = array.reshape(*array.shape[:lead], -1, *array.shape[lead + 2:])
             elif "C" not in image.dims:
                 array = np.expand_dims(array, lead)
-            if not np.isfinite(array).all():
+            if not hasattr(array, "compute") and not np.isfinite(array).all():
                 raise DataError(f"{path}: image contains NaN or infinite values")
             sample[key] = array
             sample[f"{key}_path"] = path

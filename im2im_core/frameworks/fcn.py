@@ -132,20 +132,17 @@ class FCN(pl.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[np.ndarray]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[np.ndarray | None]:
         """The final output of each whole image in the batch, ``([T], C, [Z], Y, X)`` arrays.
 
         Windows, TTA and post-processing follow ``self.inference`` and
         ``self.prediction_postprocess`` (set by the ``prediction:`` writer), else the defaults of
-        :class:`~im2im_core.inference.Inference` and :meth:`postprocess`.
+        :class:`~im2im_core.inference.Inference` and :meth:`postprocess`. An output the writer
+        streams to OME-Zarr is None here (see :func:`~im2im_core.inference.predict_batch.predict_batch`).
         """
-        from im2im_core.inference import predict
+        from im2im_core.inference.predict_batch import predict_batch
 
-        default_dims = "C" + "ZYX"[-(batch["IM"].ndim - 2):]
-        all_dims = batch.get("IM_dims", [default_dims] * len(batch["IM"]))  # with T for a time series
-        return [predict(self, image, dims=dims, inference=getattr(self, "inference", None),
-                        postprocess=getattr(self, "prediction_postprocess", "auto"),
-                        progress=getattr(self, "prediction_progress", None)) for image, dims in zip(batch["IM"], all_dims)]
+        return predict_batch(self, batch)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

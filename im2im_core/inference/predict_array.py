@@ -77,6 +77,15 @@ def percentiles(array: Any, low: float, high: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _normalizer(image: Any, normalize: tuple[float, float] | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """Map the ``normalize`` percentiles of ``image`` (one timepoint) to 0 and 1, window by window."""
+    if normalize is None:
+        return None
+    low, high = percentiles(image, *normalize)
+    scale = max(high - low, 1e-12)
+    return lambda window: (window - low) / scale
+
+
 def _resolve_window(options: Inference, model: nn.Module, spatial: tuple[int, ...], net_dims: int) -> tuple[list[int], int]:
     """Window (one entry per spatial axis of the image) and windows per batch."""
     roi = options.roi_size if options.roi_size is not None else getattr(model, "roi_size", None)
@@ -211,8 +220,8 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
         ``None``: raw output.
     normalize : (float, float), optional
         Percentiles of the input mapped to 0 and 1 before prediction (training normalizes
-        with (0.5, 99.5) by default); estimated on a subsample for lazy arrays. ``None``:
-        the input is used as it is.
+        with (0.5, 99.5) by default), of each timepoint on its own; estimated on a subsample
+        for lazy arrays of more than 2**24 pixels. ``None``: the input is used as it is.
     device : str or torch.device, optional
         Default: where the model's parameters are.
     store : callable, optional
@@ -263,8 +272,6 @@ def _predict(model: nn.Module, array: Any, dims: str | None, settings: Inference
     predictor = build_predictor(model, settings, net_dims, device, len(spatial))
     whole = isinstance(postprocess, Postprocess) and postprocess.needs_whole_image
     source = _lazy(array)
-    scale = percentiles(source, *normalize) if normalize is not None else None
-    prepare = (lambda w: (w - scale[0]) / max(scale[1] - scale[0], 1e-12)) if scale is not None else None
     spatial_dims = "".join(a for a in dims if a in "ZYX")
     emit_multiple = default_chunks(spatial, spatial_dims) if store is not None and not whole else 1
     collector = _Collector(tuple(int(n) for n in array.shape), dims, _finisher(model, postprocess), None if whole else store)
@@ -272,6 +279,7 @@ def _predict(model: nn.Module, array: Any, dims: str | None, settings: Inference
         for index in np.ndindex(*([int(array.shape[0])] if "T" in dims else [])):
             image = source[index] if index else source
             image = image if "C" in dims else image[None]
+            prepare = _normalizer(image, normalize)
             predict_windows(predictor, image, roi, overlap, batch, settings.mode, sigma_scale=settings.sigma_scale,
                             edge_trim=settings.edge_trim,
                             align=settings.align, padding_mode=settings.padding_mode, device=device, prepare=prepare,

@@ -7,12 +7,15 @@ prints Dice (masks) or Pearson's r (intensities).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from bioio import BioImage
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from im2im_core.data.readers import BioioReader
@@ -74,7 +77,9 @@ class PredictionWriter(BasePredictionWriter):
         For inputs with a target (``IM``/``GT`` layout), print Dice (mask outputs) or
         Pearson's r (intensity outputs) per image and their mean.
     output_format : {"ome-tiff", "ome-zarr"}
-        File format of the outputs.
+        File format of the outputs. OME-Zarr outputs are written band by band as prediction
+        goes, from inputs read lazily when the data's normalization allows it (percentiles),
+        so an image larger than memory can be predicted.
     inference : Inference, optional
         Window size, overlap, blending, windows per batch, TTA, slice-by-slice prediction,
         mixed precision (``--prediction.inference.tta flips``); default: ``Inference()``.
@@ -110,23 +115,36 @@ class PredictionWriter(BasePredictionWriter):
         pl_module.prediction_postprocess = self.postprocess if self.postprocess is not None else "auto"
         self.window_bar = WindowProgressBar() if trainer.progress_bar_callback is not None and trainer.is_global_zero else None
         pl_module.prediction_progress = self.window_bar
+        pl_module.prediction_output = self.open_output if self.output_format == "ome-zarr" else None
+
+    @contextmanager
+    def open_output(self, input_path: str, pixel_sizes: dict[str, float]) -> Iterator[Callable[..., ZarrOutput]]:
+        """The OME-Zarr store factory for the output of ``input_path``, under a temporary name
+        that becomes the output's when the block ends without error."""
+        with atomic_output(self._path(input_path), self.overwrite) as partial:
+            yield lambda shape, dims, dtype: ZarrOutput(partial, shape, dims, dtype, pixel_sizes)
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
                            batch_indices: Any, batch: dict[str, Any], batch_idx: int, dataloader_idx: int) -> None:
         datamodule = trainer.datamodule
         for i, input_path in enumerate(batch["IM_path"]):
             item = prediction[i]
+            path = self._path(input_path)
+            target_path = batch.get("GT_path", [""])[i]
+            if item is None:  # streamed to its OME-Zarr file by predict_step
+                if self.evaluate and target_path:
+                    written = BioImage(path).get_image_dask_data(batch["IM_dims"][i]).compute()
+                    self._score(input_path, written, target_path, getattr(datamodule, "dims", "YX"))
+                continue
             array = item.cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
             dims = batch["IM_dims"][i] if "IM_dims" in batch else "C" + SPATIAL[-(array.ndim - 1):]
             if len(dims) != array.ndim:  # a framework that drops the channel axis
                 dims = dims.replace("C", "")
-            sizes = {k: float(v[i]) for k, v in batch.get("IM_pixel_sizes", {}).items()}
-            path = self._path(input_path)
+            sizes = batch["IM_pixel_sizes"][i] if "IM_pixel_sizes" in batch else {}
             if self.output_format == "ome-zarr":
                 write_ome_zarr(array, path, dims, sizes, overwrite=self.overwrite)
             else:
                 write_ome_tiff(array, path, dims, sizes, overwrite=self.overwrite)
-            target_path = batch.get("GT_path", [""])[i]
             if self.evaluate and target_path:
                 self._score(input_path, array, target_path, getattr(datamodule, "dims", "YX"))
 
@@ -144,7 +162,7 @@ class PredictionWriter(BasePredictionWriter):
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.window_bar is not None:
             self.window_bar.close()
-        pl_module.prediction_progress = None
+        pl_module.prediction_progress = pl_module.prediction_output = None
         print(f"predictions written to {self.output_dir}")
         if not self.scores:
             return

@@ -145,3 +145,60 @@ def test_predict_loop_keeps_time_axis_and_normalizes_each_timepoint(image_5d: Pa
         np.testing.assert_allclose(output[t], expected, atol=1e-5)
     np.testing.assert_allclose(output[0], output[1], atol=1e-3)
     assert calls and calls[-1][0] == calls[-1][1] and sum(done == total for done, total in calls) == 2  # one pass per timepoint
+
+
+class _Fails2D(nn.Module):
+    """A 2D network that fails at its ``after``-th call, as a crash mid-image would."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.conv, self.calls, self.after = nn.Conv2d(1, 1, 3, padding=1), 0, after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls >= self.after:
+            raise RuntimeError("network failed")
+        return self.conv(x)
+
+
+def _predict_with(backbone: nn.Module, folder: Path, out_dir: Path, output_format: str, **datamodule_args) -> None:
+    model = FCN(backbone=backbone, task="regression")
+    writer = PredictionWriter(output_dir=str(out_dir), output_format=output_format, evaluate=False,
+                              inference=Inference(roi_size=[64, 64], sw_batch_size=1, optimize=False))
+    datamodule = Im2ImDataModule(predict_path=str(folder), dims="YX", patch_size=[64, 64], **datamodule_args)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[writer], enable_progress_bar=False,
+                         enable_checkpointing=False)
+    trainer.predict(model, datamodule=datamodule, return_predictions=False)
+
+
+def test_ome_zarr_output_streams_from_a_lazy_input_and_equals_the_in_memory_result(data_2d: Path, tmp_path: Path):
+    datamodule = Im2ImDataModule(predict_path=str(data_2d), dims="YX", patch_size=[64, 64])
+    datamodule.setup("predict")
+    sample = datamodule.predict_dataloader().dataset[0]
+    assert hasattr(sample["IM"], "compute") and sample["IM_normalize"] == (0.5, 99.5)  # read band by band
+    torch.manual_seed(0)
+    network = nn.Conv2d(1, 1, 5, padding=2)
+    for output_format in ("ome-tiff", "ome-zarr"):
+        _predict_with(network, data_2d, tmp_path / output_format, output_format)
+    for tiff in sorted((tmp_path / "ome-tiff").iterdir()):
+        zarr = tmp_path / "ome-zarr" / tiff.name.replace(".ome.tiff", ".ome.zarr")
+        np.testing.assert_allclose(BioImage(zarr).get_image_data("CYX"), BioImage(tiff).get_image_data("CYX"), atol=1e-6)
+    # any other normalization needs the image whole: read into memory, normalized there, same output
+    from monai.transforms import Identityd
+
+    from im2im_core.data.normalization import PercentileNormalized
+
+    custom = [PercentileNormalized(["IM"]), Identityd(["IM"])]
+    in_memory = Im2ImDataModule(predict_path=str(data_2d), dims="YX", patch_size=[64, 64], normalize=custom)
+    in_memory.setup("predict")
+    assert not hasattr(in_memory.predict_dataloader().dataset[0]["IM"], "compute")
+    _predict_with(network, data_2d, tmp_path / "in_memory", "ome-zarr", normalize=custom)
+    for streamed in sorted((tmp_path / "ome-zarr").iterdir()):
+        np.testing.assert_allclose(BioImage(tmp_path / "in_memory" / streamed.name).get_image_data("CYX"),
+                                   BioImage(streamed).get_image_data("CYX"), atol=1e-5)
+
+
+def test_a_failure_while_streaming_leaves_no_output_file(data_2d: Path, tmp_path: Path):
+    with pytest.raises(RuntimeError, match="network failed"):
+        _predict_with(_Fails2D(after=3), data_2d, tmp_path / "out", "ome-zarr")
+    assert list((tmp_path / "out").iterdir()) == []

@@ -227,9 +227,14 @@ class EmbedSeg(pl.LightningModule):
         Windows and TTA follow ``self.inference`` (set by the ``prediction:`` writer); a
         ``prediction.postprocess`` is not used: the output is the clustering's labels.
         """
-        all_dims = batch.get("IM_dims", [None] * len(batch["IM"]))  # with T for a time series
-        return [self.segment(image, self._inference(), dims, getattr(self, "prediction_progress", None))
-                for image, dims in zip(batch["IM"], all_dims)]
+        from im2im_core.inference.predict_batch import predict_batch
+
+        settings = self._inference()
+        self.tta = settings.tta  # our TTA transforms offsets as vectors; the core's would not
+        try:
+            return predict_batch(self, batch, dataclasses.replace(settings, tta="none"), self.default_postprocess())
+        finally:
+            self.tta = "none"
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
