@@ -19,6 +19,9 @@ zarr    ``predict_file`` of a uint16 OME-Zarr volume of ``--zarr-gb`` GB into fl
     default settings, with a pointwise (1x1x1) convolution standing in for the network (the
     fnet would take hours on 1 G voxels and needs ~1 GB for its own features): the memory of
     the streaming pipeline itself (reading, blending buffers, writing).
+zarr_cli  the same volume through ``im2im predict`` (Lightning's predict loop, the data module
+    reading it lazily, the writer streaming OME-Zarr), an FCN checkpoint with the same
+    pointwise network: the command users run, held to the same bound.
 
 Also printed: the largest |a - c| at least ``--margin`` voxels from every border of the
 region c computed, and how many voxels a threshold at c's median would classify differently.
@@ -128,6 +131,42 @@ def _zarr_case(work: Path) -> dict:
             "base_gb": base_gb}
 
 
+def _zarr_cli_case(work: Path) -> dict:
+    """``im2im predict`` of the volume, in this process, with a pointwise FCN checkpoint."""
+    import lightning.pytorch as pl
+    import torch
+    from torch import nn
+
+    from im2im_cli.main import main as im2im
+    from im2im_core.frameworks.fcn import FCN
+
+    torch.manual_seed(0)
+    model = FCN(backbone=nn.Conv3d(1, 1, 1), task="regression")
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(work / "pointwise.ckpt")
+    checkpoint = torch.load(work / "pointwise.ckpt", weights_only=False)
+    checkpoint.pop("hyper_parameters")  # the optimizer class in them; the config below gives the model
+    torch.save(checkpoint, work / "pointwise.ckpt")
+    (work / "pointwise.yaml").write_text(
+        "model:\n  class_path: im2im_core.frameworks.fcn.FCN\n  init_args:\n    task: regression\n"
+        "    backbone:\n      class_path: torch.nn.Conv3d\n"
+        "      init_args: {in_channels: 1, out_channels: 1, kernel_size: 1}\n"
+        "data:\n  dims: ZYX\n  target: intensity\n  patch_size: [32, 128, 128]\n")
+    (work / "cli_in").mkdir(exist_ok=True)
+    (work / "cli_in" / "volume.ome.zarr").symlink_to(work / "volume.ome.zarr")
+    base_gb = _peak_gb()
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    code = im2im(["predict", "--config", str(work / "pointwise.yaml"), "--ckpt_path", str(work / "pointwise.ckpt"),
+                  "--data.predict_path", str(work / "cli_in"), "--prediction.output_format", "ome-zarr",
+                  "--prediction.output_dir", str(work / "cli_out"), "--trainer.accelerator", "cpu",
+                  "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"])
+    if code != 0:
+        raise RuntimeError(f"im2im predict exited with {code}")
+    return {"seconds": time.perf_counter() - wall, "cpu_seconds": _cpu_seconds() - cpu, "peak_gb": _peak_gb(),
+            "base_gb": base_gb}
+
+
 # ----------------------------------------------------------------------------- parent
 def _run_child(args: list[str]) -> dict:
     done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
@@ -183,14 +222,15 @@ def main() -> None:
     parser.add_argument("--c-max-gb", type=float, default=6.0, help="memory allowed for the whole-image pass (c)")
     parser.add_argument("--zarr-gb", type=float, default=None, help="size of the OME-Zarr volume (default 2, small 0.25)")
     parser.add_argument("--margin", type=int, default=16, help="voxels from the borders left out of |a - c|")
-    parser.add_argument("--skip", nargs="*", default=[], help="cases to leave out (b, c_same, zarr)")
+    parser.add_argument("--skip", nargs="*", default=[], help="cases to leave out (b, c_same, zarr, zarr_cli)")
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--crop", type=int, nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         work = Path(args.workdir)
-        print(json.dumps(_zarr_case(work) if args.child == "zarr" else _case(args.child, work, args.crop)))
+        cases = {"zarr": _zarr_case, "zarr_cli": _zarr_cli_case}
+        print(json.dumps(cases[args.child](work) if args.child in cases else _case(args.child, work, args.crop)))
         return
 
     shape = SMALL_SHAPE if args.small else FULL_SHAPE
@@ -214,10 +254,13 @@ def main() -> None:
             print(f"{case:7s} {result['seconds']:8.1f} s wall  {result['cpu_seconds']:8.1f} s cpu  "
                   f"peak {result['peak_gb']:.2f} GB (after imports {result['base_gb']:.2f} GB)", flush=True)
         figures.update(_difference(work, shape, crop, args.margin))
-        if "zarr" not in args.skip:
-            figures["zarr_shape"] = list(_write_volume(work / "volume.ome.zarr", zarr_gb))
-            figures["zarr"] = _run_child(["--child", "zarr", "--workdir", tmp])
-            print(f"zarr    {figures['zarr']['seconds']:8.1f} s wall  peak {figures['zarr']['peak_gb']:.2f} GB "
+        for case in ("zarr", "zarr_cli"):
+            if case in args.skip:
+                continue
+            if "zarr_shape" not in figures:
+                figures["zarr_shape"] = list(_write_volume(work / "volume.ome.zarr", zarr_gb))
+            figures[case] = _run_child(["--child", case, "--workdir", tmp])
+            print(f"{case:8s} {figures[case]['seconds']:8.1f} s wall  peak {figures[case]['peak_gb']:.2f} GB "
                   f"for a {zarr_gb} GB uint16 volume {figures['zarr_shape']}", flush=True)
     a = figures["a"]
     summary = {
@@ -230,6 +273,7 @@ def main() -> None:
         "peak_gb_b": figures["b"]["peak_gb"] if "b" in figures else None,
         "peak_gb_c": figures["c"]["peak_gb"],
         "zarr_2gb_peak_gb": figures["zarr"]["peak_gb"] if "zarr" in figures else None,
+        "zarr_2gb_cli_peak_gb": figures["zarr_cli"]["peak_gb"] if "zarr_cli" in figures else None,
         "zarr_gb": zarr_gb,
         "load_after": os.getloadavg()[0],
     }
