@@ -110,7 +110,7 @@ class PredictionWriter(BasePredictionWriter):
             if existing:
                 raise DataError(f"output exists: {existing[0]} ({len(existing)} in all); pass --prediction.overwrite true to replace")
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        # The framework's predict_step reads these (see FCN.predict_step).
+        # The framework's predict_step reads these (im2im_core.inference.predict_batch).
         pl_module.inference = self.inference
         pl_module.prediction_postprocess = self.postprocess if self.postprocess is not None else "auto"
         self.window_bar = WindowProgressBar() if trainer.progress_bar_callback is not None and trainer.is_global_zero else None
