@@ -15,7 +15,7 @@ from im2im_core.data.datasets import CacheMode, UnpairedDataset, build_dataset, 
 from im2im_core.data.layouts import paired_samples, unpaired_samples
 from im2im_core.data.normalization import PercentileNormalized
 from im2im_core.data.readers import check_dims
-from im2im_core.data.sampling import Sampling, choose_sampling, patch_sampler, sampling_precompute
+from im2im_core.data.sampling import Sampling, choose_sampling, patch_sampler, sampling_cleanup, sampling_precompute
 from im2im_core.data.transforms import Binarized, PerTimepointd, ReadImaged
 from im2im_core.errors import DataError
 from im2im_core.protocols import Reader
@@ -69,12 +69,14 @@ class Im2ImDataModule(pl.LightningDataModule):
         sizes such as ``[16, 128, 128]`` are fine. Smaller images are padded.
     samples_per_image : int
         Patches drawn from each image per visit.
-    sampling : {"auto", "uniform", "foreground", "weighted"}
+    sampling : {"auto", "uniform", "foreground", "content", "weighted"}
         Where patches are drawn: anywhere; balanced between target foreground and background;
-        with probability proportional to the cost map (``CM``). ``auto``: weighted when cost
-        maps are given, foreground for masks and labels, uniform otherwise.
+        balanced between the image's own content (above Otsu's threshold) and the rest, for
+        unpaired or image-only data; with probability proportional to the cost map (``CM``).
+        ``auto``: weighted when cost maps are given, foreground for masks and labels, uniform
+        otherwise.
     foreground_fraction : float
-        Share of patches centred on foreground with ``foreground`` sampling.
+        Share of patches centred on foreground with ``foreground`` or ``content`` sampling.
     batch_size : int
         Patches per training batch, rounded down to a multiple of ``samples_per_image``
         (each loaded image gives that many patches).
@@ -185,10 +187,10 @@ class Im2ImDataModule(pl.LightningDataModule):
         crop = patch_sampler(sampling, keys, self.patch_size, self.samples_per_image, self.foreground_fraction,
                              weight_key="CM" if has_costmap else "GT")
         augment = self.augment if self.augment is not None else self._default_augment(keys)
-        precompute = sampling_precompute(sampling)
+        precompute = sampling_precompute(sampling, keys)
         # padding first: the precomputed foreground indices must refer to the padded image
         return Compose([*self._read_and_normalize(keys), SelectItemsd(keys), SpatialPadd(keys, spatial_size=self.patch_size),
-                        *precompute, crop, *augment])
+                        *precompute, crop, *sampling_cleanup(sampling), *augment])
 
     def eval_transform(self, keys: list[str]) -> Compose:
         """Read and normalize whole images (validation, test, predict)."""

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, Literal
 
-from monai.transforms import FgBgToIndicesd, RandCropByPosNegLabeld, RandSpatialCropSamplesd, RandWeightedCropd, Transform
+import numpy as np
+from monai.transforms import (
+    DeleteItemsd,
+    FgBgToIndicesd,
+    MapTransform,
+    RandCropByPosNegLabeld,
+    RandSpatialCropSamplesd,
+    RandWeightedCropd,
+    Transform,
+)
+from skimage.filters import threshold_otsu
 
-Sampling = Literal["auto", "uniform", "foreground", "weighted"]
+Sampling = Literal["auto", "uniform", "foreground", "content", "weighted"]
 
 
 def choose_sampling(sampling: Sampling, target: str, has_costmap: bool) -> str:
@@ -21,16 +31,40 @@ def choose_sampling(sampling: Sampling, target: str, has_costmap: bool) -> str:
 
 
 FG_KEY, BG_KEY = "GT_fg_indices", "GT_bg_indices"
+CONTENT_KEY = "content_mask"
 
 
-def sampling_precompute(sampling: str) -> list[Transform]:
+class ContentMaskd(MapTransform):
+    """``content_mask``: 1 where the image under ``keys[0]`` (its channel mean) is above
+    Otsu's threshold, 0 elsewhere: where the content is, for images without a target
+    (unpaired domains). MONAI has Otsu only as a whole-sample transform, so this is ours."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        sample = dict(data)
+        image = np.asarray(sample[self.keys[0]]).mean(axis=0)
+        threshold = threshold_otsu(image) if image.min() < image.max() else image.max()
+        sample[CONTENT_KEY] = (image > threshold)[None].astype(np.uint8)
+        return sample
+
+
+def sampling_precompute(sampling: str, keys: Sequence[str] = ("GT",)) -> list[Transform]:
     """Deterministic steps a sampler needs, placed in the cached part of the pipeline.
 
     Foreground sampling looks up foreground and background pixel indices once per image
     here, instead of for every patch (about 30x faster per image on 520x696 images).
+    Content sampling first marks the content of the first of ``keys`` (Otsu).
     """
     if sampling == "foreground":
         return [FgBgToIndicesd("GT", fg_postfix="_fg_indices", bg_postfix="_bg_indices")]
+    if sampling == "content":
+        return [ContentMaskd(list(keys)[:1]), FgBgToIndicesd(CONTENT_KEY, fg_postfix="_fg", bg_postfix="_bg")]
+    return []
+
+
+def sampling_cleanup(sampling: str) -> list[Transform]:
+    """Steps after the crop that drop what only the sampler needed (the whole-image content mask)."""
+    if sampling == "content":
+        return [DeleteItemsd([CONTENT_KEY, f"{CONTENT_KEY}_fg", f"{CONTENT_KEY}_bg"])]
     return []
 
 
@@ -42,8 +76,10 @@ def patch_sampler(sampling: str, keys: Sequence[str], patch_size: Sequence[int],
     ----------
     sampling : {"uniform", "foreground", "weighted"}
         ``uniform``: anywhere; ``foreground``: centred on target foreground with probability
-        ``foreground_fraction``, else on background (needs :func:`sampling_precompute`); ``weighted``: with probability
-        proportional to the array under ``weight_key`` (a cost map, or the target).
+        ``foreground_fraction``, else on background (needs :func:`sampling_precompute`);
+        ``content``: the same with the input's own content (above Otsu's threshold) as the
+        foreground, for data without targets such as unpaired domains; ``weighted``: with
+        probability proportional to the array under ``weight_key`` (a cost map, or the target).
     """
     keys = list(keys)
     if sampling == "uniform":
@@ -52,6 +88,11 @@ def patch_sampler(sampling: str, keys: Sequence[str], patch_size: Sequence[int],
         return RandCropByPosNegLabeld(keys, label_key="GT", spatial_size=list(patch_size), pos=foreground_fraction,
                                       neg=1.0 - foreground_fraction, num_samples=num_samples, allow_smaller=True,
                                       fg_indices_key=FG_KEY, bg_indices_key=BG_KEY)
+    if sampling == "content":
+        return RandCropByPosNegLabeld(keys, label_key=CONTENT_KEY, spatial_size=list(patch_size), pos=foreground_fraction,
+                                      neg=1.0 - foreground_fraction, num_samples=num_samples, allow_smaller=True,
+                                      fg_indices_key=f"{CONTENT_KEY}_fg", bg_indices_key=f"{CONTENT_KEY}_bg")
     if sampling == "weighted":
         return RandWeightedCropd(keys, w_key=weight_key, spatial_size=list(patch_size), num_samples=num_samples)
-    raise ValueError(f"sampling {sampling!r} is not one of auto, uniform, foreground, weighted")
+    raise ValueError(f"sampling {sampling!r} is not one of auto, uniform, foreground, content, weighted")
+

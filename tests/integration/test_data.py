@@ -182,3 +182,33 @@ def test_empty_folder_and_empty_domain(tmp_path):
         Im2ImDataModule(str(tmp_path), **_small()).setup("fit")
     with pytest.raises(DataError, match="no images in .*IM"):
         Im2ImDataModule(str(tmp_path), layout="unpaired", **_small()).setup("fit")
+
+
+
+def test_content_sampling_centres_unpaired_patches_on_each_domains_content(data_2d, tmp_path):
+    """A BBBC039 crop is mostly background: with ``content`` sampling and foreground_fraction 1
+    patches are centred above the image's Otsu threshold (unless moved in from a border);
+    uniform patches mostly are not."""
+    from monai.utils import set_determinism
+    from skimage.filters import threshold_otsu
+
+    root = tmp_path / "unpaired"
+    source = sorted((data_2d / "IM").iterdir())[0]
+    for sub in ("A", "B"):
+        (root / sub).mkdir(parents=True)
+        shutil.copy(source, root / sub / source.name)
+    raw = tifffile.imread(source).astype(np.float32)
+    low, high = np.percentile(raw, [0.5, 99.5])
+    threshold = (threshold_otsu(raw) - low) / (high - low)  # in the data module's normalized units
+    assert (raw > threshold_otsu(raw)).mean() < 0.35
+    centred = {}
+    for sampling in ("content", "uniform"):
+        set_determinism(0)
+        module = Im2ImDataModule(str(root), layout="unpaired", input_dir="A", target_dir="B", sampling=sampling,
+                                 foreground_fraction=1.0, **_small(patch_size=[33, 33], samples_per_image=8, batch_size=8))
+        module.setup("fit")
+        patches = [batch[key] for _ in range(4) for batch in module.train_dataloader() for key in ("IM", "GT")]
+        assert all(p.shape == (8, 1, 33, 33) for p in patches)  # the whole-image content mask is gone
+        centred[sampling] = float(np.mean([(p[:, 0, 16, 16] > threshold).float().mean() for p in patches]))
+    set_determinism(None)
+    assert centred["content"] >= 0.9 and centred["uniform"] < centred["content"] - 0.3, centred

@@ -44,10 +44,28 @@ for variant in cyclegan utom; do
       --csv pred/${preset}_$test.csv --overwrite
   done
 done
+# the same with patches drawn on each domain's content (above Otsu) half of the time, in its own
+# folder (the presets write to ./im2im_runs/<preset>): --data.sampling content
+mkdir -p content
+for variant in cyclegan utom; do
+  preset=unpaired_modality_3d_$variant
+  (cd content
+   /usr/bin/time -f "$preset content fit wall %e s" im2im fit --config $preset \
+     --data.data_path ../data/widefield_confocal_unpaired/train --data.sampling content \
+     --data.patch_size "[16,32,32]" --data.samples_per_image 1 --data.batch_size 1 $(small 8 2 8 2) \
+     --trainer.max_steps 600 --trainer.max_epochs 1000 "${QUIET[@]}"
+   for test in test test_left; do
+     im2im predict --config im2im_runs/$preset/config.yaml --ckpt_path im2im_runs/$preset/checkpoints/last.ckpt \
+       --data.predict_path ../data/widefield_confocal_unpaired/$test/IM --prediction.output_dir ../pred/${preset}_content_$test \
+       --prediction.overwrite true "${QUIET[@]}"
+     im2im evaluate --pred ../pred/${preset}_content_$test --gt ../data/widefield_confocal_unpaired/$test/GT \
+       --normalize percentile --csv ../pred/${preset}_content_$test.csv --overwrite
+   done)
+done
 # context: the widefield stack itself scored as a confocal prediction
 for test in test test_left; do
   mkdir -p pred/widefield_input_$test
   cp data/widefield_confocal_unpaired/$test/IM/nucleus.tif pred/widefield_input_$test/nucleus_pred.tif
   im2im evaluate --pred pred/widefield_input_$test --gt data/widefield_confocal_unpaired/$test/GT --normalize percentile \
-    --csv pred/widefield_input_$test.csv --overwrite
+    --kind intensity --csv pred/widefield_input_$test.csv --overwrite
 done
