@@ -98,3 +98,19 @@ def assert_gone_when_plugins_disabled(monkeypatch: pytest.MonkeyPatch, names: di
     _, registry = make_plugin_manager()
     for kind, expected in names.items():
         assert not set(expected) & set(registry.entries[kind]), kind
+
+
+def read_preset(path: Path) -> dict[str, Any]:
+    """The config of the preset file ``path``, checked for what every preset has.
+
+    Its first line is ``# <one-line description>`` (``im2im presets`` shows it), and it has
+    ``trainer``, ``model`` and ``data`` sections.
+    """
+    import yaml
+
+    text = Path(path).read_text()
+    first_line = text.splitlines()[0]
+    assert first_line.startswith("# ") and len(first_line) > 20, f"{path}: first line must be '# one-line description'"
+    config = yaml.safe_load(text)
+    assert {"trainer", "model", "data"} <= set(config), f"{path}: needs trainer, model and data sections"
+    return config

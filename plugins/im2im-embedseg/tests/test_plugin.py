@@ -13,7 +13,7 @@ import yaml
 
 import im2im_embedseg
 from im2im_cli.main import main
-from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers
+from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers, read_preset
 from im2im_embedseg import plugin
 
 PRESETS = ("instanceseg_2d", "instanceseg_3d")
@@ -34,10 +34,7 @@ def test_disabling_plugins_removes_its_names(monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize("name", PRESETS)
 def test_every_preset_parses(name: str) -> None:
     path = plugin.PRESETS / f"{name}.yaml"
-    first_line = path.read_text().splitlines()[0]
-    assert first_line.startswith("# ") and len(first_line) > 20, "first line: '# one-line description'"
-    config = yaml.safe_load(path.read_text())
-    assert {"trainer", "model", "data"} <= set(config)
+    config = read_preset(path)
     assert config["data"]["target"] == "labels" and config["data"]["data_path"] is None
     dims = len(config["data"]["patch_size"])
     assert config["model"]["init_args"]["backbone"]["init_args"]["out_channels"] == 2 * dims + 1

@@ -12,7 +12,7 @@ import yaml
 
 import im2im_stain
 from im2im_cli.main import main
-from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers
+from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers, read_preset
 from im2im_stain import plugin
 from im2im_stain.macenko import separate_stains
 
@@ -39,10 +39,7 @@ def preset_files() -> list[Path]:
 
 @pytest.mark.parametrize("path", preset_files(), ids=lambda p: p.relative_to(plugin.PRESETS).as_posix())
 def test_every_preset_parses(path: Path) -> None:
-    first_line = path.read_text().splitlines()[0]
-    assert first_line.startswith("# ") and len(first_line) > 20, "first line: '# one-line description'"
-    config = yaml.safe_load(path.read_text())
-    assert {"trainer", "model", "data"} <= set(config)
+    config = read_preset(path)
     assert config["data"]["dims"] == "YXS"
     assert config["data"]["data_path"] is None  # the user gives --data.data_path
 
