@@ -25,7 +25,7 @@ from im2im_core.inference.options import Inference
 from im2im_core.inference.outputs import ZarrOutput, default_chunks
 from im2im_core.inference.postprocess import Postprocess
 from im2im_core.inference.sliding_window import predict_windows
-from im2im_core.inference.tta import with_tta
+from im2im_core.inference.tta import undo_symmetry, with_tta
 from im2im_core.inference.windows import MAX_AUTO_ALIGN, auto_window
 
 #: Elements read to estimate the normalization percentiles of a lazy (out-of-core) image.
@@ -115,7 +115,7 @@ def build_predictor(model: nn.Module, options: Inference, net_dims: int, device:
         with autocast():
             return forward(x.contiguous(memory_format=layout) if layout is not None else x).float()
 
-    augmented = with_tta(run, net_dims, options.tta)
+    augmented = with_tta(run, net_dims, options.tta, inverse=getattr(model, "tta_inverse", undo_symmetry))
     if image_dims == net_dims:
         return augmented
     return lambda x: augmented(x[:, :, 0])[:, :, None]  # a 2D network on windows one plane thick

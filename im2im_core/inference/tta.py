@@ -35,24 +35,28 @@ def symmetries(spatial_dims: int, mode: TTAMode) -> list[Symmetry]:
     raise ValueError(f"tta {mode!r} is not one of none, flips, rot90, flips_rot90")
 
 
-def _forward(x: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
+def apply_symmetry(x: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
+    """Apply ``symmetry`` to a batch of windows: flip its axes, then turn YX ``k`` quarter turns."""
     flips, turns = symmetry
     x = torch.flip(x, flips) if flips else x
     return torch.rot90(x, turns, dims=(-2, -1)) if turns else x
 
 
-def _inverse(y: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
+def undo_symmetry(y: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
+    """Map outputs of transformed windows back, as scalar maps (each channel moved with the pixels)."""
     flips, turns = symmetry
     y = torch.rot90(y, -turns, dims=(-2, -1)) if turns else y
     return torch.flip(y, flips) if flips else y
 
 
-def with_tta(predictor: Callable[[torch.Tensor], torch.Tensor], spatial_dims: int,
-             mode: TTAMode = "flips") -> Callable[[torch.Tensor], torch.Tensor]:
+def with_tta(predictor: Callable[[torch.Tensor], torch.Tensor], spatial_dims: int, mode: TTAMode = "flips",
+             inverse: Callable[[torch.Tensor, Symmetry], torch.Tensor] = undo_symmetry) -> Callable[[torch.Tensor], torch.Tensor]:
     """A predictor that averages ``predictor`` over the :func:`symmetries` of ``mode``.
 
     Raw outputs (logits or intensities) are averaged; a quarter turn needs a network that
-    accepts the window with Y and X swapped (any square window does).
+    accepts the window with Y and X swapped (any square window does). ``inverse`` maps an
+    output back; a framework whose channels are vectors (EmbedSeg's offsets) gives its own,
+    as the ``tta_inverse`` method that :func:`~im2im_core.inference.predict` looks for.
     """
     group = symmetries(spatial_dims, mode)
     if len(group) == 1:
@@ -61,7 +65,7 @@ def with_tta(predictor: Callable[[torch.Tensor], torch.Tensor], spatial_dims: in
     def averaged(x: torch.Tensor) -> torch.Tensor:
         total = predictor(x).float()
         for symmetry in group[1:]:
-            total += _inverse(predictor(_forward(x, symmetry)).float(), symmetry)
+            total += inverse(predictor(apply_symmetry(x, symmetry)).float(), symmetry)
         return total / len(group)
 
     return averaged

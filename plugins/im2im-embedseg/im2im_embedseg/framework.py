@@ -21,14 +21,14 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from im2im_core.errors import ConfigError
-from im2im_core.inference.tta import Symmetry, TTAMode
+from im2im_core.inference.tta import Symmetry
 from im2im_core.metrics import average_precision
 from im2im_embedseg.centres import CentreMode
 from im2im_embedseg.cluster import cluster
 from im2im_embedseg.embedding import decode, output_channels
 from im2im_embedseg.loss import EmbedSegLoss
 from im2im_embedseg.postprocess import InstanceClustering
-from im2im_embedseg.tta import inverse, with_tta
+from im2im_embedseg.tta import inverse
 
 
 class EmbedSeg(pl.LightningModule):
@@ -110,7 +110,6 @@ class EmbedSeg(pl.LightningModule):
         self.seed_threshold, self.foreground_threshold, self.min_size = seed_threshold, foreground_threshold, min_size
         self.roi_size = roi_size
         self.overlap, self.sw_batch_size = overlap, sw_batch_size
-        self.tta: TTAMode = "none"  # set per prediction from the ``prediction.inference.tta`` option
 
     # ----------------------------------------------------------------- network and outputs
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,17 +123,18 @@ class EmbedSeg(pl.LightningModule):
         return decode(raw, self.offset_range, self.sigma_init)
 
     def predict_patch(self, patch: torch.Tensor) -> torch.Tensor:
-        """Decoded outputs of a batch of windows, averaged over ``self.tta`` symmetries.
+        """Decoded outputs of a batch of windows.
 
         These are what sliding windows blend: offsets are relative to each pixel, so blending
         them and adding the whole image's grid afterwards stitches objects across windows.
+        The core's TTA averages them over symmetries, mapped back by :meth:`tta_inverse`.
         """
-        return with_tta(self.forward, patch.ndim - 2, self.tta)(patch)
+        return self.forward(patch)
 
     @staticmethod
     def tta_inverse(output: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
-        """Undo a TTA symmetry on decoded outputs, offsets as vectors (``tta.inverse``), for a
-        TTA engine that asks the framework how to map its outputs back."""
+        """Undo a TTA symmetry on decoded outputs, offsets as vectors (``tta.inverse``): the
+        core's TTA (``im2im_core.inference.predict``) uses it instead of its scalar inverse."""
         return inverse(output, symmetry)
 
     def default_postprocess(self) -> InstanceClustering:
@@ -181,13 +181,8 @@ class EmbedSeg(pl.LightningModule):
         from im2im_core.inference import Inference, predict
 
         settings = inference if inference is not None else Inference()
-        self.tta = settings.tta  # our TTA transforms offsets as vectors; the core's would not
         dims = dims or "C" + "ZYX"[-(image.ndim - 1):]
-        try:
-            return predict(self, image, dims=dims, inference=dataclasses.replace(settings, tta="none"),
-                           postprocess=self.default_postprocess(), progress=progress)
-        finally:
-            self.tta = "none"
+        return predict(self, image, dims=dims, inference=settings, postprocess=self.default_postprocess(), progress=progress)
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -229,12 +224,7 @@ class EmbedSeg(pl.LightningModule):
         """
         from im2im_core.inference.predict_batch import predict_batch
 
-        settings = self._inference()
-        self.tta = settings.tta  # our TTA transforms offsets as vectors; the core's would not
-        try:
-            return predict_batch(self, batch, dataclasses.replace(settings, tta="none"), self.default_postprocess())
-        finally:
-            self.tta = "none"
+        return predict_batch(self, batch, self._inference(), self.default_postprocess())
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

@@ -1,26 +1,18 @@
 """Test-time augmentation of EmbedSeg outputs: offsets are vectors, sigmas belong to axes.
 
 The core's TTA (``im2im_core.inference.tta``) maps each output back by undoing the flips and
-quarter turns of the image, which is right for scalar maps (the seed) but not for offsets:
+quarter turns of the image (``undo_symmetry``), which is right for scalar maps (the seed) but not for offsets:
 after a flip of X the network's X offsets point the other way, and after a quarter turn in YX
 its Y and X offsets (and sigmas) trade places. ``inverse`` undoes both the layout and the
-vectors, so averaging over the symmetries is averaging embeddings of one frame.
+vectors, so averaging over the symmetries is averaging embeddings of one frame; the framework's
+``tta_inverse`` hands it to the core's TTA.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-from im2im_core.inference.tta import Symmetry, TTAMode, symmetries
-
-
-def forward(x: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
-    """Apply ``symmetry`` to a batch of windows: flip its axes, then turn YX ``k`` quarter turns."""
-    flips, turns = symmetry
-    x = torch.flip(x, flips) if flips else x
-    return torch.rot90(x, turns, dims=(-2, -1)) if turns else x
+from im2im_core.inference.tta import Symmetry
 
 
 def inverse(decoded: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
@@ -45,18 +37,3 @@ def inverse(decoded: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
         out[:, dims + axis] = -out[:, dims + axis]
     return torch.flip(out, flips) if flips else out
 
-
-def with_tta(predictor: Callable[[torch.Tensor], torch.Tensor], spatial_dims: int,
-             mode: TTAMode = "none") -> Callable[[torch.Tensor], torch.Tensor]:
-    """A predictor of decoded outputs averaged over the symmetries of ``mode`` (see the core's ``symmetries``)."""
-    group = symmetries(spatial_dims, mode)
-    if len(group) == 1:
-        return predictor
-
-    def averaged(x: torch.Tensor) -> torch.Tensor:
-        total = predictor(x).float()
-        for symmetry in group[1:]:
-            total = total + inverse(predictor(forward(x, symmetry)).float(), symmetry)
-        return total / len(group)
-
-    return averaged

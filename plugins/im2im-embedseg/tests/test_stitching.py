@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from im2im_core.inference import Inference
-from im2im_core.inference.tta import symmetries
+from im2im_core.inference.tta import apply_symmetry, symmetries, undo_symmetry, with_tta
 from im2im_core.metrics import average_precision
 from im2im_embedseg.cluster import cluster
 from im2im_embedseg.embedding import ideal_output
 from im2im_embedseg.framework import EmbedSeg
-from im2im_embedseg.tta import forward, inverse, with_tta
+from im2im_embedseg.tta import inverse
 
 OFFSET_RANGE, SIGMA_INIT = 64.0, 8.0
 
@@ -82,24 +82,25 @@ def test_tta_inverse_maps_vectors_back(shape: tuple[int, ...], mode: str) -> Non
     plain = centre_seeking(x)
     dims = len(shape) - 2
     for symmetry in symmetries(dims, mode):
-        transformed = centre_seeking(forward(x, symmetry))
+        transformed = centre_seeking(apply_symmetry(x, symmetry))
         torch.testing.assert_close(inverse(transformed, symmetry), plain, rtol=1e-4, atol=1e-4, msg=str(symmetry))
-    torch.testing.assert_close(with_tta(centre_seeking, dims, mode)(x), plain, rtol=1e-4, atol=1e-4)
-    if mode == "flips":  # the core's scalar-only inverse would be wrong for the offsets
-        from im2im_core.inference.tta import _inverse
-
+    torch.testing.assert_close(with_tta(centre_seeking, dims, mode, inverse=inverse)(x), plain, rtol=1e-4, atol=1e-4)
+    if mode == "flips":  # the core's scalar inverse would be wrong for the offsets
         symmetry = ((-1,), 0)
-        assert not torch.allclose(_inverse(centre_seeking(forward(x, symmetry)), symmetry), plain, atol=1e-2)
+        assert not torch.allclose(undo_symmetry(centre_seeking(apply_symmetry(x, symmetry)), symmetry), plain, atol=1e-2)
 
 
-def test_segment_with_tta_runs_the_framework_tta(long_objects: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``Inference.tta`` reaches our vector-aware TTA (not the core's), and is reset afterwards."""
-    seen = []
+def test_segment_with_tta_maps_outputs_back_with_the_vector_inverse(long_objects: np.ndarray,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core's TTA undoes each symmetry with EmbedSeg's ``tta_inverse`` (offsets as vectors)."""
     model = EmbedSeg(Passthrough(), offset_range=OFFSET_RANGE, sigma_init=SIGMA_INIT, min_size=5)
-    original = model.predict_patch
-    monkeypatch.setattr(model, "predict_patch", lambda patch: seen.append(model.tta) or original(patch))
-    model.segment(raw_of(ideal_output(long_objects)), Inference(roi_size=[32, 32], tta="flips"))
-    assert seen and set(seen) == {"flips"} and model.tta == "none"
+    seen = []
+    monkeypatch.setattr(model, "tta_inverse", lambda output, symmetry: seen.append(symmetry) or inverse(output, symmetry))
+    image = raw_of(ideal_output(long_objects))
+    model.segment(image, Inference(roi_size=[32, 32]))
+    assert not seen
+    model.segment(image, Inference(roi_size=[32, 32], tta="flips"))  # (the pass-through "network" is not equivariant:
+    assert set(seen) == set(symmetries(2, "flips")[1:])              # test_tta_inverse_maps_vectors_back checks values)
 
 
 @pytest.fixture
