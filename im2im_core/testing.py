@@ -22,6 +22,9 @@ import pytest
 
 #: BBBC039 nuclei crops, 256 x 256, with instance labels: ``train/{IM,GT}`` and ``holdout/{IM,GT}``.
 DEMO_DATA = Path(__file__).parent / "demo_data"
+#: NEUBIAS widefield (``IM``) / confocal (``GT``) z-stack crops, two 16 x 64 x 64 uint16 pairs
+#: ``nucleus_0.tif`` and ``nucleus_1.tif`` (CC BY 4.0, credit NEUBIAS / EMBL CBA; see demo_data/README.txt).
+DEMO_DATA_3D = DEMO_DATA / "widefield_confocal_3d"
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from im2im_core.testing import DEMO_DATA_3D
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DATA = REPO / "im2im_core" / "demo_data"
-DATA_3D = REPO / "tests" / "data" / "widefield_confocal_3d"
 
 
 @pytest.fixture(autouse=True)
@@ -38,5 +39,5 @@ def data_2d(tmp_path: Path) -> Path:
 def data_3d(tmp_path: Path) -> Path:
     """Two 16x64x64 widefield/confocal z-stack pairs, in IM/GT subfolders."""
     target = tmp_path / "data_3d"
-    shutil.copytree(DATA_3D, target)
+    shutil.copytree(DEMO_DATA_3D, target)
     return target

@@ -9,11 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from im2im_core.testing import copy_pairs, one_torch_thread, plugin_registry  # noqa: F401  (fixtures)
-
-#: <clone>/plugins/im2im-embedseg/tests/conftest.py -> <clone>
-REPO = Path(__file__).resolve().parents[3]
-DATA_3D = REPO / "tests" / "data" / "widefield_confocal_3d"  # NEUBIAS z-stack crops 16x64x64 (CC BY 4.0)
+from im2im_core.testing import DEMO_DATA_3D, copy_pairs, one_torch_thread, plugin_registry  # noqa: F401  (fixtures)
 
 registry = plugin_registry("embedseg")
 
@@ -47,12 +43,10 @@ def data_3d(tmp_path: Path) -> Path:
     registered confocal stack above its mean (a real image, labels made for the test)."""
     from skimage.measure import label
 
-    if not DATA_3D.is_dir():
-        pytest.skip(f"3D test data not found: {DATA_3D}")
     target = tmp_path / "data_3d"
     (target / "GT").mkdir(parents=True)
-    shutil.copytree(DATA_3D / "IM", target / "IM")
-    for path in sorted((DATA_3D / "GT").glob("*.tif")):
+    shutil.copytree(DEMO_DATA_3D / "IM", target / "IM")
+    for path in sorted((DEMO_DATA_3D / "GT").glob("*.tif")):
         confocal = tifffile.imread(path).astype(np.float32)
         tifffile.imwrite(target / "GT" / path.name, label(confocal > confocal.mean()).astype(np.uint16))
     return target

@@ -22,8 +22,8 @@ NAMES = {"frameworks": ["EmbedSeg"], "backbones": ["branched_erfnet"], "presets"
 # ------------------------------------------------------------------ registration
 def test_plugin_registers_its_names(registry) -> None:
     assert_registers(registry, "embedseg", im2im_embedseg.__version__, NAMES)
-    assert registry.entries["frameworks"]["EmbedSeg"].__module__ == "im2im_embedseg.framework"
-    assert registry.entries["backbones"]["branched_erfnet"].__module__ == "im2im_embedseg.erfnet"
+    assert registry.get("frameworks", "EmbedSeg").__module__ == "im2im_embedseg.framework"
+    assert registry.get("backbones", "branched_erfnet").__module__ == "im2im_embedseg.erfnet"
 
 
 def test_disabling_plugins_removes_its_names(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,13 +9,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from im2im_core.testing import DEMO_DATA, one_torch_thread, plugin_registry  # noqa: F401  (fixtures)
+from im2im_core.testing import DEMO_DATA, DEMO_DATA_3D, one_torch_thread, plugin_registry  # noqa: F401  (fixtures)
 
 DEMO = DEMO_DATA / "train"
-#: <clone>/plugins/im2im-utom/tests/conftest.py -> <clone>/tests/data: two 16x64x64 widefield/confocal pairs
-DATA_3D = Path(__file__).resolve().parents[3] / "tests" / "data" / "widefield_confocal_3d"
-#: <clone>/../shared/data/histology_unpaired: H&E (OpenSlide CMU-1-Small-Region, CC0) and IHC (scikit-image)
-HISTOLOGY = Path(__file__).resolve().parents[4] / "shared" / "data" / "histology_unpaired"
+#: 256 x 256 RGB crops of H&E (OpenSlide CMU-1-Small-Region, CC0) and IHC (scikit-image): tests/data/README.txt
+HISTOLOGY = Path(__file__).resolve().parent / "data"
 
 registry = plugin_registry("utom")
 
@@ -37,25 +35,21 @@ def images_and_masks(tmp_path: Path) -> Path:
 @pytest.fixture
 def stacks_3d(tmp_path: Path) -> Path:
     """IM/ the widefield crop of nucleus 0, GT/ the confocal crop of nucleus 1: one stack each, unpaired."""
-    if not DATA_3D.is_dir():
-        pytest.skip(f"test data not found: {DATA_3D} (the im2im clone's tests/data)")
     folder = tmp_path / "unpaired_3d"
     for sub in ("IM", "GT"):
         (folder / sub).mkdir(parents=True)
-    shutil.copy(DATA_3D / "IM" / "nucleus_0.tif", folder / "IM" / "nucleus_0.tif")
-    shutil.copy(DATA_3D / "GT" / "nucleus_1.tif", folder / "GT" / "nucleus_1.tif")
+    shutil.copy(DEMO_DATA_3D / "IM" / "nucleus_0.tif", folder / "IM" / "nucleus_0.tif")
+    shutil.copy(DEMO_DATA_3D / "GT" / "nucleus_1.tif", folder / "GT" / "nucleus_1.tif")
     return folder
 
 
 @pytest.fixture
 def he_and_ihc(tmp_path: Path) -> Path:
     """IM/ two 96 x 96 H&E tiles, GT/ two 96 x 96 IHC tiles (RGB, uint8): two stains, unpaired."""
-    files = {"IM": HISTOLOGY / "he_cmu1_small_region.tif", "GT": HISTOLOGY / "ihc_skimage.tif"}
-    corners = {"IM": [(1000, 600), (1400, 900)], "GT": [(0, 0), (200, 200)]}
+    files = {"IM": HISTOLOGY / "he_cmu1_crop256.tif", "GT": HISTOLOGY / "ihc_skimage_crop256.tif"}
+    corners = {"IM": [(0, 0), (128, 128)], "GT": [(0, 0), (160, 160)]}
     folder = tmp_path / "unpaired_rgb"
     for key, path in files.items():
-        if not path.is_file():
-            pytest.skip(f"test data not found: {path} (the tests expect ../shared/data beside the clone)")
         image = tifffile.imread(path)
         (folder / key).mkdir(parents=True)
         for i, (y, x) in enumerate(corners[key]):
