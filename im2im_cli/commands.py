@@ -9,11 +9,18 @@ from im2im_core.plugins import Registry
 
 
 def plugins_command(argv: list[str], registry: Registry) -> int:
-    """Print every plugin with its version and what it registered, and those that failed."""
+    """Print every plugin with its version and what it registered, and those that failed.
+
+    Nothing registered by import path is imported. A name whose import path starts with a
+    module that is not installed is still listed, and reported under ``missing``.
+    """
     parser = argparse.ArgumentParser(prog="im2im plugins", description="List installed im2im plugins.")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
     loaded = [{"name": p.name, "version": p.version, "registered": p.registered} for p in registry.plugins]
+    for entry, plugin in zip(loaded, registry.plugins):
+        if plugin.missing:  # only then, so that the usual listing keeps its shape
+            entry["missing"] = plugin.missing
     failed = [{"name": p.name, "version": p.version, "error": p.error} for p in registry.failed]
     if args.json:
         print(json.dumps({"plugins": loaded, "failed": failed}, indent=2))
@@ -22,6 +29,8 @@ def plugins_command(argv: list[str], registry: Registry) -> int:
         print(f"{plugin['name']} {plugin['version'] or ''}".rstrip())
         for kind, names in plugin["registered"].items():
             print(f"  {kind}: {', '.join(names)}")
+        for name, module in plugin.get("missing", {}).items():
+            print(f"  missing: {name} needs module {module!r}, which is not installed")
     for plugin in failed:
         print(f"{plugin['name']} FAILED to load: {plugin['error']}")
     return 0

@@ -26,17 +26,16 @@ def _kind_for(key_path: str) -> str:
     return "transforms"
 
 
-def _import_path(obj: Any) -> str:
-    return f"{obj.__module__}.{obj.__qualname__}"
-
-
 def resolve_short_name(value: str, key_path: str, registry: Registry, source: str) -> str:
-    """Return the import path of a registered short name; import paths pass unchanged."""
+    """Return the import path of a registered short name; import paths pass unchanged.
+
+    Nothing is imported: a name registered by import path gives that path.
+    """
     if "." in value:
         return value
-    found = registry.find(value)
-    if found is not None:
-        return _import_path(found[1])
+    path = registry.import_path(value)
+    if path is not None:
+        return path
     kind = _kind_for(key_path)
     known = ", ".join(sorted(registry.entries[kind])) or "none"
     raise ConfigError(f"{source}: unknown name {value!r} at key '{key_path}'; registered {kind}: {known} "

@@ -1,4 +1,8 @@
-"""The built-in plugin: registers the core's own parts through the same hooks plugins use."""
+"""The built-in plugin: registers the core's own parts through the same hooks plugins use.
+
+Everything is registered by import path (``module:Class``, the module that defines the class),
+so that loading the registry imports neither torch nor MONAI nor Lightning.
+"""
 
 from __future__ import annotations
 
@@ -8,45 +12,50 @@ from typing import Any
 
 from im2im_core.hookspecs import hookimpl
 
-
 @hookimpl
-def im2im_register_frameworks() -> dict[str, type]:
-    from im2im_core.frameworks import FCN
-
-    return {"FCN": FCN}
+def im2im_register_frameworks() -> dict[str, Any]:
+    return {"FCN": "im2im_core.frameworks.fcn:FCN"}
 
 
 @hookimpl
 def im2im_register_backbones() -> dict[str, Any]:
-    from im2im_core.networks import BUILTIN_BACKBONES
-
-    return dict(BUILTIN_BACKBONES)
+    # the same names as im2im_core.networks.BUILTIN_BACKBONES (a test checks that they agree)
+    return {
+        "fnet": "im2im_core.networks.fnet:FNet",
+        "anisotropic_unet": "im2im_core.networks.anisotropic_unet:AnisotropicUNet",
+        "smp": "im2im_core.networks.smp_net:SMPNet",
+        # a discriminator (GAN frameworks), not an image-to-image backbone
+        "patchgan": "im2im_core.networks.patchgan:PatchGAN",
+        "resnet_generator": "im2im_core.networks.resnet_generator:ResNetGenerator",
+        # MONAI's networks take the Backbone arguments as they are; some need more of their own:
+        # DynUNet kernel_size, strides and upsample_kernel_size; UNet channels and strides;
+        # UNETR img_size. See each class's docstring.
+        "UNet": "monai.networks.nets.unet:UNet",
+        "BasicUNet": "monai.networks.nets.basic_unet:BasicUNet",
+        "AttentionUnet": "monai.networks.nets.attentionunet:AttentionUnet",
+        "DynUNet": "monai.networks.nets.dynunet:DynUNet",
+        "SwinUNETR": "monai.networks.nets.swin_unetr:SwinUNETR",
+        "UNETR": "monai.networks.nets.unetr:UNETR",
+    }
 
 
 @hookimpl
 def im2im_register_transforms() -> dict[str, Any]:
-    from monai.transforms import NormalizeIntensityd
-
-    from im2im_core.data.normalization import CenterNormalized, PercentileNormalized
-    from im2im_core.data.transforms import Binarized, ReadImaged
-
     return {
-        "ReadImaged": ReadImaged,
-        "Binarized": Binarized,
-        "PercentileNormalized": PercentileNormalized,
-        "CenterNormalized": CenterNormalized,
+        "ReadImaged": "im2im_core.data.transforms:ReadImaged",
+        "Binarized": "im2im_core.data.transforms:Binarized",
+        "PercentileNormalized": "im2im_core.data.normalization:PercentileNormalized",
+        "CenterNormalized": "im2im_core.data.normalization:CenterNormalized",
         # z-score normalization is MONAI's; the short name only makes it easy to find
-        "StandardNormalized": NormalizeIntensityd,
+        "StandardNormalized": "monai.transforms.intensity.dictionary:NormalizeIntensityd",
     }
 
 
 @hookimpl
 def im2im_register_readers() -> dict[str, Any]:
-    from im2im_core.data.readers import AicsImageIOReader, BioioReader
-
-    readers: dict[str, Any] = {"bioio": BioioReader}
+    readers: dict[str, Any] = {"bioio": "im2im_core.data.readers:BioioReader"}
     if importlib.util.find_spec("aicsimageio") is not None:
-        readers["aicsimageio"] = AicsImageIOReader
+        readers["aicsimageio"] = "im2im_core.data.readers:AicsImageIOReader"
     return readers
 
 

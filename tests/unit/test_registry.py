@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import sys
 import types
 
@@ -113,3 +114,104 @@ def test_unknown_name_lists_known_ones():
     registry = plugins.make_plugin_manager()[1]
     with pytest.raises(ConfigError, match="unknown backbone name 'nope'.*fnet"):
         registry.get("backbones", "nope")
+
+
+# ------------------------------------------------------------------ registration by import path
+LAZY_MODULE = '''
+class Thing:
+    class Inner:
+        pass
+'''
+
+
+@pytest.fixture
+def lazy_module(tmp_path, monkeypatch) -> str:
+    """The name of an importable module, not yet imported, that defines ``Thing`` and ``Thing.Inner``."""
+    name = "im2im_test_lazy_target"
+    (tmp_path / f"{name}.py").write_text(LAZY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    return name
+
+
+def test_builtins_are_import_paths_that_resolve_to_where_the_class_is_defined():
+    from im2im_core.networks import BUILTIN_BACKBONES
+
+    registry = plugins.make_plugin_manager()[1]
+    for kind in plugins.CLASS_KINDS:
+        for name, entry in registry.entries[kind].items():
+            assert isinstance(entry, str), (kind, name)
+            obj = registry.get(kind, name)
+            assert registry.import_path(name) == f"{obj.__module__}.{obj.__qualname__}", (kind, name)
+            assert registry.find(name) == (kind, obj)
+    assert {name: registry.get("backbones", name) for name in BUILTIN_BACKBONES} == BUILTIN_BACKBONES
+    assert set(registry.entries["backbones"]) == set(BUILTIN_BACKBONES)
+
+
+def test_import_path_string_is_imported_on_first_get_only(monkeypatch, lazy_module):
+    _entry_points(monkeypatch, {"lazy": _module("lazy", im2im_register_backbones={
+        "colon": f"{lazy_module}:Thing", "dotted": f"{lazy_module}.Thing", "nested": f"{lazy_module}:Thing.Inner"})})
+    registry = plugins.make_plugin_manager()[1]
+    assert registry.plugins[-1].registered == {"backbones": ["colon", "dotted", "nested"]}
+    assert registry.import_path("colon") == registry.import_path("dotted") == f"{lazy_module}.Thing"
+    assert registry.import_path("nested") == f"{lazy_module}.Thing.Inner"
+    assert lazy_module not in sys.modules  # listing and import_path import nothing
+    thing = registry.get("backbones", "colon")
+    assert thing.__module__ == lazy_module and registry.get("backbones", "colon") is thing
+    assert registry.get("backbones", "dotted") is thing and registry.get("backbones", "nested") is thing.Inner
+    assert registry.find("dotted") == ("backbones", thing)
+
+
+def test_import_path_of_an_object_and_of_an_unknown_name(monkeypatch):
+    _entry_points(monkeypatch, {"extra": _module("extra", im2im_register_readers={"dummy": Dummy})})
+    registry = plugins.make_plugin_manager()[1]
+    assert registry.import_path("dummy") == f"{__name__}.Dummy"
+    assert registry.import_path("nope") is None
+    assert registry.import_path("demo") is None  # presets are not classes
+
+
+def test_missing_module_is_listed_then_a_clear_error_naming_the_plugin_on_get(monkeypatch, capsys):
+    from im2im_cli.commands import plugins_command
+
+    _entry_points(monkeypatch, {"ghost": _module("ghost", im2im_register_frameworks={
+        "Ghost": "im2im_no_such_module.frameworks:Ghost", "NoAttr": "os.path:NoSuchThing"})})
+    registry = plugins.make_plugin_manager()[1]
+    info = registry.plugins[-1]
+    assert info.name == "ghost" and info.registered == {"frameworks": ["Ghost", "NoAttr"]} and not registry.failed
+    assert info.missing == {"Ghost": "im2im_no_such_module"}
+    assert registry.import_path("Ghost") == "im2im_no_such_module.frameworks.Ghost"
+    expected = (r"framework 'Ghost' \(registered by plugin 'ghost' as 'im2im_no_such_module.frameworks:Ghost'\) "
+                r"cannot be imported: ModuleNotFoundError")
+    with pytest.raises(ConfigError, match=expected):
+        registry.get("frameworks", "Ghost")
+    with pytest.raises(ConfigError, match="'NoAttr'.*plugin 'ghost'.*AttributeError"):
+        registry.find("NoAttr")
+    plugins_command([], registry)
+    assert "  missing: Ghost needs module 'im2im_no_such_module', which is not installed" in capsys.readouterr().out
+    plugins_command(["--json"], registry)
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["plugins"][-1]["missing"] == {"Ghost": "im2im_no_such_module"}
+    assert "missing" not in listing["plugins"][0]  # the built-ins: the usual shape
+
+
+@pytest.mark.parametrize("hook, result", [
+    ("im2im_register_backbones", {"badnet": "not an import path"}),
+    ("im2im_register_backbones", {"badnet": "module:"}),
+    ("im2im_register_presets", {"badpreset": "some.module:Preset"}),
+    ("im2im_register_transforms", ["not", "a", "dict"]),
+])
+def test_malformed_registration_is_reported_and_skipped(monkeypatch, hook, result):
+    good = _module("good", im2im_register_backbones={"goodnet": "x.y:Z"})
+    _entry_points(monkeypatch, {"bad": _module("bad", **{hook: result}), "good": good})
+    registry = plugins.make_plugin_manager()[1]
+    assert [p.name for p in registry.failed] == ["bad"]
+    assert [p.name for p in registry.plugins] == ["builtin", "good"]
+
+
+def test_conflict_between_an_import_path_and_an_object_names_both(monkeypatch):
+    _entry_points(monkeypatch, {
+        "first": _module("first", im2im_register_transforms={"Samed": "first_pkg.transforms:Samed"}),
+        "second": _module("second", im2im_register_transforms={"Samed": Dummy}),
+    })
+    with pytest.raises(PluginConflictError, match="'Samed' is registered by both plugin 'first' and plugin 'second'"):
+        plugins.make_plugin_manager()

@@ -12,16 +12,12 @@ PRESETS = Path(__file__).parent / "presets"
 
 @hookimpl
 def im2im_register_frameworks() -> dict[str, Any]:
-    from im2im_embedseg.framework import EmbedSeg
-
-    return {"EmbedSeg": EmbedSeg}
+    return {"EmbedSeg": "im2im_embedseg.framework:EmbedSeg"}
 
 
 @hookimpl
 def im2im_register_backbones() -> dict[str, Any]:
-    from im2im_embedseg.erfnet import BranchedERFNet
-
-    return {"branched_erfnet": BranchedERFNet}
+    return {"branched_erfnet": "im2im_embedseg.erfnet:BranchedERFNet"}
 
 
 @hookimpl

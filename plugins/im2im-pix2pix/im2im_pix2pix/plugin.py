@@ -12,9 +12,7 @@ PRESETS = Path(__file__).parent / "presets"
 
 @hookimpl
 def im2im_register_frameworks() -> dict[str, Any]:
-    from im2im_pix2pix.pix2pix import Pix2Pix
-
-    return {"Pix2Pix": Pix2Pix}
+    return {"Pix2Pix": "im2im_pix2pix.pix2pix:Pix2Pix"}
 
 
 @hookimpl

@@ -14,9 +14,9 @@ PRESETS = Path(__file__).parent / "presets"
 
 @hookimpl
 def im2im_register_transforms() -> dict[str, Any]:
-    from im2im_stain.transforms import TRANSFORMS
-
-    return dict(TRANSFORMS)
+    # the names of im2im_stain.transforms.TRANSFORMS, by import path: listing them imports no MONAI
+    names = ("MacenkoNormalized", "StainSeparated", "ReinhardNormalized")
+    return {name: f"im2im_stain.transforms:{name}" for name in names}
 
 
 @hookimpl

@@ -12,10 +12,7 @@ PRESETS = Path(__file__).parent / "presets"
 
 @hookimpl
 def im2im_register_frameworks() -> dict[str, Any]:
-    from im2im_utom.cyclegan import CycleGAN
-    from im2im_utom.utom import UTOM
-
-    return {"CycleGAN": CycleGAN, "UTOM": UTOM}
+    return {"CycleGAN": "im2im_utom.cyclegan:CycleGAN", "UTOM": "im2im_utom.utom:UTOM"}
 
 
 @hookimpl
