@@ -92,7 +92,7 @@ def _case(name: str, work: Path, crop: list[int]) -> dict:
         from im2im_core.frameworks.fcn import FCN
         from im2im_core.inference import predict
 
-        out = predict(FCN(backbone=net, task="regression"), image, dims="ZYX")
+        out = predict(FCN(backbone=net, task="regression", spatial_dims=3), image, dims="ZYX")
     elif name == "b":
         from monai.inferers import sliding_window_inference
 
@@ -141,13 +141,10 @@ def _zarr_cli_case(work: Path) -> dict:
     from im2im_core.frameworks.fcn import FCN
 
     torch.manual_seed(0)
-    model = FCN(backbone=nn.Conv3d(1, 1, 1), task="regression")
+    model = FCN(backbone=nn.Conv3d(1, 1, 1), task="regression", spatial_dims=3)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.strategy.connect(model)
-    trainer.save_checkpoint(work / "pointwise.ckpt")
-    checkpoint = torch.load(work / "pointwise.ckpt", weights_only=False)
-    checkpoint.pop("hyper_parameters")  # the optimizer class in them; the config below gives the model
-    torch.save(checkpoint, work / "pointwise.ckpt")
+    trainer.save_checkpoint(work / "pointwise.ckpt")  # written outside im2im fit: the config below gives the model
     (work / "pointwise.yaml").write_text(
         "model:\n  class_path: im2im_core.frameworks.fcn.FCN\n  init_args:\n    task: regression\n"
         "    backbone:\n      class_path: torch.nn.Conv3d\n"

@@ -2,20 +2,72 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable
 from typing import Any
 
+import lightning.pytorch as pl
 from jsonargparse.typing import register_type
 from lightning.pytorch import LightningModule
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from im2im_cli.network_arguments import merged_config, network_options
+from im2im_core import __version__
 from im2im_core.data import Im2ImDataModule
+from im2im_core.errors import ConfigError
+from im2im_core.inference.checkpoint import CONFIG_KEY, read_checkpoint, run_config
 from im2im_core.inference.writer import PredictionWriter
-
 
 # MONAI's dictionary transforms type their ``keys`` as Hashable, which jsonargparse cannot
 # write back to YAML ("Unable to serialize instance IM"); keys are plain strings in configs.
 register_type(Hashable, serializer=lambda value: value, deserializer=lambda value: value)
+# predict_step returns nothing on purpose: the writer predicts and writes each batch
+warnings.filterwarnings("ignore", message="predict returned None")
+
+#: Subcommands that run a trained model and take its config from the checkpoint.
+FROM_CHECKPOINT = ("validate", "test", "predict")
+
+
+class RunConfigInCheckpoint(pl.Callback):
+    """Store the run's resolved config (YAML text) in every checkpoint under ``CONFIG_KEY``.
+
+    It makes a checkpoint describe itself: ``im2im predict --ckpt_path X`` and
+    ``im2im_core.inference.load_model(X)`` rebuild the model from it alone.
+    """
+
+    def __init__(self, config_text: str) -> None:
+        self.config_text = config_text
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = {"config": self.config_text, "version": __version__}
+
+
+def _value_of(args: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def with_checkpoint_config(args: list[str]) -> list[str]:
+    """``args`` with the config stored in ``--ckpt_path`` put first, for validate, test and predict.
+
+    Every ``--config`` and option the user gives comes after it and wins. A checkpoint is read
+    with ``weights_only=True`` first, for every subcommand: one that could run code is refused.
+    """
+    path = _value_of(args, "--ckpt_path")
+    if not args or path is None:
+        return args
+    stored = run_config(read_checkpoint(path))
+    if args[0] not in FROM_CHECKPOINT:
+        return args
+    if stored is None:
+        if _value_of(args, "--config") is None:
+            raise ConfigError(f"checkpoint {path} holds no run config (not written by im2im fit); pass --config")
+        return args
+    return [args[0], "--config", stored, *args[1:]]
 
 
 class Im2ImCLI(LightningCLI):
@@ -23,25 +75,42 @@ class Im2ImCLI(LightningCLI):
 
     The framework is chosen by ``model.class_path``; the data module is always
     :class:`~im2im_core.data.Im2ImDataModule`; ``prediction.*`` configures the writer.
+    Networks get ``spatial_dims`` and channels from the data section where the config leaves
+    them out (``network_arguments``); ``fit`` stores the resolved config in its checkpoints,
+    and the other subcommands read it back from ``--ckpt_path``.
     """
 
     def __init__(self, args: list[str] | None = None) -> None:
+        args = with_checkpoint_config(list(args or []))
+        self.fitting = bool(args) and args[0] == "fit"
         super().__init__(
             model_class=LightningModule,
             datamodule_class=Im2ImDataModule,
             subclass_mode_model=True,
             subclass_mode_data=False,
             auto_configure_optimizers=False,
+            # the run's config.yaml is written by fit only, so predicting never replaces it
+            save_config_callback=SaveConfigCallback if self.fitting else None,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": False},
-            args=args,
+            args=[*args, *network_options(merged_config(args))],
         )
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (LightningArgumentParser)
         parser.add_lightning_class_args(PredictionWriter, "prediction")
 
+    def _parse_ckpt_path(self) -> None:
+        """Nothing: the checkpoint's own config is read before parsing (:func:`with_checkpoint_config`),
+        so options given on the command line win over it (Lightning's version applies saved
+        hyperparameters over them)."""
+
+    def after_instantiate_classes(self) -> None:
+        if self.fitting:
+            parser = self._parser(self.subcommand)
+            text = parser.dump(self.config[self.subcommand], skip_none=False)
+            self.trainer.callbacks.append(RunConfigInCheckpoint(text))
+
     def predict(self, model: LightningModule, datamodule: Any = None, return_predictions: bool | None = None,
                 **kwargs: Any) -> Any:
-        """``trainer.predict``; the writer saves every output, so they are not also kept in
-        memory unless asked (``im2im predict --return_predictions true``)."""
+        """``trainer.predict``; the writer predicts and saves every output (nothing is returned)."""
         return self.trainer.predict(model, datamodule=datamodule, return_predictions=bool(return_predictions), **kwargs)

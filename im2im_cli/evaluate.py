@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--kind", choices=KINDS, default="auto",
                         help="auto: float predictions are intensities, integer ones masks (0/1) or labels")
     parser.add_argument("--suffix", default="_pred", help="suffix of prediction names (default: _pred)")
+    parser.add_argument("--reader", default="bioio", help="registered reader of the targets (default: bioio; "
+                                                          "predictions are im2im's OME files, read with bioio)")
     parser.add_argument("--normalize", choices=("none", "percentile"), default="none",
                         help="intensity only: map the 0.5 and 99.5 percentiles of each prediction and "
                              "target to 0 and 1 before scoring (as training normalizes targets)")
@@ -89,11 +91,11 @@ def pair_files(pred_dir: Path, gt_dir: Path, suffix: str = "_pred") -> list[tupl
     return pairs
 
 
-def _read(path: Path) -> np.ndarray:
-    """The image at ``path`` as a TCZYX numpy array."""
-    from im2im_core.data.readers import BioioReader
+def _read(path: Path, reader: str = "bioio") -> np.ndarray:
+    """The image at ``path`` as a TCZYX numpy array, read by the registered reader ``reader``."""
+    from im2im_core.plugins import get_registry
 
-    return BioioReader(dims="TCZYX").read(path).numpy()
+    return get_registry().get("readers", reader)(dims="TCZYX").read(str(path)).numpy()
 
 
 def _percentile_normalized(array: np.ndarray) -> np.ndarray:
@@ -101,9 +103,10 @@ def _percentile_normalized(array: np.ndarray) -> np.ndarray:
     return (array.astype(np.float64) - low) / (high - low if high > low else 1.0)
 
 
-def score_pair(pred_path: Path, gt_path: Path, kind: str, normalize: str = "none") -> tuple[str, dict[str, float]]:
-    """Read one pair, check shapes, and return its kind (``auto`` resolved) and metrics."""
-    pred, target = _read(pred_path), _read(gt_path)
+def score_pair(pred_path: Path, gt_path: Path, kind: str, normalize: str = "none",
+               reader: str = "bioio") -> tuple[str, dict[str, float]]:
+    """Read one pair (the target with ``reader``), check shapes, and return its kind (``auto`` resolved) and metrics."""
+    pred, target = _read(pred_path), _read(gt_path, reader)
     if pred.shape != target.shape:
         if pred.squeeze().shape != target.squeeze().shape:
             raise DataError(f"shape mismatch: prediction {pred_path} has shape {pred.squeeze().shape}, "
@@ -152,7 +155,7 @@ def evaluate_command(argv: list[str]) -> int:
     rows: list[dict[str, str | float]] = []
     kinds: dict[str, str] = {}
     for pred_path, gt_path in pairs:
-        kind, metrics = score_pair(pred_path, gt_path, args.kind, args.normalize)
+        kind, metrics = score_pair(pred_path, gt_path, args.kind, args.normalize, args.reader)
         kinds[pred_path.name] = kind
         if len(set(kinds.values())) > 1:
             listing = ", ".join(f"{name}: {k}" for name, k in kinds.items())

@@ -1,11 +1,13 @@
 """The four protocols every im2im extension implements.
 
-im2im prefers protocols over base classes: any object with these attributes works, whether it
-comes from the core, a plugin, MONAI or a user's own module.
+im2im prefers protocols over base classes: any object with these members works, whether it
+comes from the core, a plugin, MONAI or a user's own module. ``Framework`` is the one contract
+between the core and a framework; the core relies on nothing else of a framework.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
 
@@ -14,33 +16,93 @@ import numpy as np
 if TYPE_CHECKING:  # readers must import without torch (the aicsimageio environment has none)
     import torch
 
+    from im2im_core.inference.postprocess import Postprocess
+
+
+@dataclass(frozen=True)
+class WindowDefaults:
+    """A framework's defaults for sliding-window prediction; prediction settings override them.
+
+    Attributes
+    ----------
+    roi_size : list of int, optional
+        Window size, one entry per spatial axis of the network. ``None``: an automatic window
+        shaped after the image within a memory budget (``Inference.max_window_voxels``).
+    overlap : float
+        Fraction of a window shared with each neighbour, in ``[0, 1)``.
+    sw_batch_size : int
+        Windows computed together.
+    """
+
+    roi_size: list[int] | None = None
+    overlap: float = 0.25
+    sw_batch_size: int = 4
+
 
 @runtime_checkable
 class Framework(Protocol):
-    """A ``lightning.pytorch.LightningModule`` that trains one kind of model.
+    """The contract between a framework and the core: everything the core uses of one.
 
-    Besides Lightning's hooks it tells the core's sliding-window inference how to turn an
-    input patch into an output patch, so prediction needs no framework-specific code.
+    A framework is a ``lightning.pytorch.LightningModule`` that trains one kind of model.
+    Lightning calls its ``training_step`` (and ``configure_optimizers``); im2im's prediction,
+    validation, writer, export and front ends use only the members below, so a framework
+    needs no prediction code of its own. :class:`im2im_core.frameworks.Im2ImFramework`
+    implements all of them with defaults (and the shared training plumbing); subclass it and
+    override what differs. See docs/plugins.md, "Writing a framework".
 
     Attributes
     ----------
     spatial_dims : int
-        2 or 3.
+        2 or 3: the spatial dimensions of the windows the network maps.
     """
 
     spatial_dims: int
 
-    def predict_patch(self, patch: torch.Tensor) -> torch.Tensor:
-        """Map a batch of input patches ``(B, C, [Z], Y, X)`` to raw output patches."""
+    def window_network(self) -> torch.nn.Module:
+        """The module that maps a batch of windows ``(B, C_in, *roi)`` to raw outputs
+        ``(B, C_out, *roi)`` (logits, intensities, decoded embeddings...).
+
+        Prediction may run an optimized copy of it (batch norms folded, channels-last), so it
+        must compute the same function as a copy. Raw outputs of overlapping windows are
+        blended, so they must be quantities a weighted mean makes sense of.
+        """
+
+    def window_defaults(self) -> WindowDefaults:
+        """Window size, overlap and windows per batch used unless prediction settings say otherwise."""
 
     def postprocess(self, output: torch.Tensor) -> torch.Tensor:
-        """Turn stitched raw output ``(B, C, ...)`` into the final output (mask, intensities).
+        """Turn raw output ``(B, C, *spatial)`` into the final output, pixel by pixel.
 
-        Applied pixel by pixel, band by band as prediction streams. A framework whose final
-        step needs the whole image (instance clustering) also defines
-        ``default_postprocess()`` returning an ``im2im_core.inference.Postprocess`` with
-        ``needs_whole_image``; ``predict(..., postprocess="auto")`` then uses that instead.
+        Prediction streams: this runs on each finished band of the stitched output, so it may
+        not look at neighbours beyond the band (activation, threshold, argmax, a scale).
         """
+
+    def whole_image_postprocess(self) -> Postprocess | None:
+        """A final step that needs the whole stitched raw output (instance clustering), or None.
+
+        When it is not None, prediction keeps the raw output of each timepoint and calls it
+        on the complete image instead of :meth:`postprocess`.
+        """
+
+    def tta_inverse(self, output: torch.Tensor, symmetry: tuple[tuple[int, ...], int]) -> torch.Tensor:
+        """Map the raw output of a transformed window back (``im2im_core.inference.tta``).
+
+        A symmetry is ``(flipped axes, quarter turns in YX)``; channels that are vectors
+        (offsets) must be turned with the pixels, not only moved.
+        """
+
+
+#: The methods of :class:`Framework`, besides ``spatial_dims``.
+FRAMEWORK_METHODS = ("window_network", "window_defaults", "postprocess", "whole_image_postprocess", "tta_inverse")
+
+
+def is_framework(obj: Any) -> bool:
+    """Whether ``obj`` has every member of :class:`Framework`, looked up without evaluating any.
+
+    (``isinstance(obj, Framework)`` would evaluate ``spatial_dims``, which may need a data module.)
+    """
+    return inspect.getattr_static(obj, "spatial_dims", None) is not None and all(
+        callable(inspect.getattr_static(obj, name, None)) for name in FRAMEWORK_METHODS)
 
 
 @runtime_checkable

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from monai.losses import DiceCELoss
 from torch import nn
 
-from im2im_core.inference.sliding_window import predict_image
+from im2im_core import keys
+from im2im_core.frameworks.base import Im2ImFramework, OptimizerGroup
 from im2im_core.metrics import dice, pearson
 
 
-class FCN(pl.LightningModule):
+class FCN(Im2ImFramework):
     """Train one network to map input images to targets.
 
     Parameters
@@ -34,15 +33,11 @@ class FCN(pl.LightningModule):
         ``optimizer(params)`` returning a torch optimizer (config: a class path with init args).
     lr_scheduler : callable, optional
         ``lr_scheduler(optimizer)`` returning a torch LR scheduler, stepped every epoch.
-    roi_size : list of int, optional
-        Window of sliding-window inference in validation and prediction; default: the data
-        module's ``patch_size``.
-    overlap : float
-        Overlap of neighbouring windows, a fraction of the window.
-    sw_batch_size : int
-        Windows computed together.
     threshold : float
         Probability above which a pixel is foreground (binary segmentation).
+    **kwargs
+        ``spatial_dims``, ``roi_size``, ``overlap``, ``sw_batch_size``, ``lr_interval`` of
+        :class:`~im2im_core.frameworks.Im2ImFramework`.
     """
 
     def __init__(
@@ -52,30 +47,26 @@ class FCN(pl.LightningModule):
         loss: nn.Module | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
-        roi_size: list[int] | None = None,
-        overlap: float = 0.25,
-        sw_batch_size: int = 4,
         threshold: float = 0.5,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["backbone", "loss"])
+        super().__init__(**kwargs)
         self.backbone = backbone
         self.task = task
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
-        self.roi_size = roi_size
-        self.overlap, self.sw_batch_size, self.threshold = overlap, sw_batch_size, threshold
+        self.threshold = threshold
 
-    # ----------------------------------------------------------------- Framework protocol
-    @property
-    def spatial_dims(self) -> int:
-        """Spatial dimensions of the windows: 2 or 3."""
-        return len(self._window())
+    @classmethod
+    def network_arguments(cls, spatial_dims: int, in_channels: int | None, target_channels: int | None) -> dict[str, dict[str, int | None]]:
+        """The backbone maps the input's channels to the target's."""
+        return {"backbone": {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": target_channels}}
 
-    def predict_patch(self, patch: torch.Tensor) -> torch.Tensor:
-        """Raw network output (logits or intensities) for a batch of patches."""
-        return self.backbone(patch)
+    # ----------------------------------------------------------------- the contract
+    def window_network(self) -> nn.Module:
+        """The backbone."""
+        return self.backbone
 
     def postprocess(self, output: torch.Tensor) -> torch.Tensor:
         """Masks (uint8) for segmentation, intensities (float32) for regression."""
@@ -96,56 +87,26 @@ class FCN(pl.LightningModule):
                 self.loss = DiceCELoss(softmax=True, to_onehot_y=True)
         return self.loss(output, target)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        output = self.backbone(batch["IM"])
-        loss = self._loss(output, batch["GT"])
-        self.log("train_loss", loss, prog_bar=True, batch_size=batch["IM"].shape[0])
+        """The loss of the backbone's output against the target."""
+        output = self.backbone(batch[keys.IMAGE])
+        loss = self._loss(output, batch[keys.TARGET])
+        self.log("train_loss", loss, prog_bar=True, batch_size=output.shape[0])
         return loss
 
-    def _window(self) -> list[int]:
-        if self.roi_size is not None:
-            return list(self.roi_size)
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is None or not hasattr(datamodule, "patch_size"):
-            raise ValueError("FCN.roi_size is not set and no data module gives a patch_size")
-        return list(datamodule.patch_size)
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        """One optimizer for all parameters."""
+        return [OptimizerGroup(self.parameters(), self.optimizer_factory, self.scheduler_factory)]
 
-    def _whole_image(self, image: torch.Tensor) -> torch.Tensor:
-        return predict_image(self, image, self._window(), self.overlap, self.sw_batch_size)
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        output = self._whole_image(batch["IM"])
-        target = batch["GT"]
-        self.log("val_loss", self._loss(output, target), batch_size=1, sync_dist=True)
-        final = self.postprocess(output)
+    def validation_metrics(self, output: torch.Tensor, final: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+        """``val_loss``, and ``val_pearson`` (regression) or ``val_dice`` (mean over the foreground classes)."""
+        metrics: dict[str, Any] = {"val_loss": self._loss(output, target)}
+        final, target = final.cpu(), target.cpu()
         if self.task == "regression":
-            self.log("val_pearson", pearson(final.cpu(), target.cpu()), prog_bar=True, batch_size=1, sync_dist=True)
+            metrics["val_pearson"] = pearson(final, target)
         elif output.shape[1] == 1:
-            self.log("val_dice", dice(final.cpu(), target.cpu()), prog_bar=True, batch_size=1, sync_dist=True)
+            metrics["val_dice"] = dice(final, target)
         else:
-            scores = [dice(final.cpu() == c, target.cpu() == c) for c in range(1, output.shape[1])]
-            self.log("val_dice", sum(scores) / len(scores), prog_bar=True, batch_size=1, sync_dist=True)
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)
-
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[np.ndarray | None]:
-        """The final output of each whole image in the batch, ``([T], C, [Z], Y, X)`` arrays.
-
-        Windows, TTA and post-processing follow ``self.inference`` and
-        ``self.prediction_postprocess`` (set by the ``prediction:`` writer), else the defaults of
-        :class:`~im2im_core.inference.Inference` and :meth:`postprocess`. An output the writer
-        streams to OME-Zarr is None here (see :func:`~im2im_core.inference.predict_batch.predict_batch`).
-        """
-        from im2im_core.inference.predict_batch import predict_batch
-
-        return predict_batch(self, batch)
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+            scores = [dice(final == c, target == c) for c in range(1, output.shape[1])]
+            metrics["val_dice"] = sum(scores) / len(scores)
+        return metrics

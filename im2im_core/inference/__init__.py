@@ -4,10 +4,12 @@
 ``predict_file`` does the same for an image file. ``im2im predict`` uses the same engine.
 """
 
-from im2im_core.inference.checkpoint import load_model
-from im2im_core.inference.options import Inference
+from im2im_core.inference.checkpoint import load_model, read_checkpoint
+from im2im_core.inference.options import Inference, PredictionSettings
 from im2im_core.inference.postprocess import Postprocess
 from im2im_core.inference.predict_array import predict
+from im2im_core.inference.predict_batch import predict_batch
 from im2im_core.inference.predict_file import predict_file
 
-__all__ = ["Inference", "Postprocess", "load_model", "predict", "predict_file"]
+__all__ = ["Inference", "Postprocess", "PredictionSettings", "load_model", "predict", "predict_batch", "predict_file",
+           "read_checkpoint"]

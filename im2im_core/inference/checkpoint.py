@@ -1,12 +1,16 @@
-"""Rebuild a trained model from a Lightning checkpoint and the config of its run.
+"""Checkpoints that describe themselves: read safely, rebuilt from the run config they hold.
 
-A checkpoint holds the weights, not the network's class and arguments (the framework's
-``backbone`` is not a saved hyperparameter), so the run's ``config.yaml`` (written by
-``im2im fit`` next to its logs) supplies the ``model`` section.
+``im2im fit`` stores the run's resolved config (YAML text, every class by import path) in each
+checkpoint under the key :data:`CONFIG_KEY`, so a ``.ckpt`` file alone rebuilds its model:
+``im2im predict --ckpt_path X``, :func:`load_model` and :func:`im2im_core.predict` need no
+``config.yaml`` beside it. Files are read with ``torch.load(weights_only=True)``, which refuses
+anything but tensors and plain containers: a checkpoint cannot run code when it is loaded.
 """
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +19,42 @@ import yaml
 
 from im2im_core.errors import ConfigError, DataError
 
+#: Key of the checkpoint entry ``{"config": YAML text, "version": im2im version}`` written by ``im2im fit``.
+CONFIG_KEY = "im2im"
 
-def find_config(checkpoint: Path) -> Path:
-    """The ``config.yaml`` of the run that wrote ``checkpoint``: next to it, one folder up, or the
-    newest ``lightning_logs/version_*/config.yaml`` in either folder."""
-    folders = [checkpoint.parent, checkpoint.parent.parent]
-    for folder in folders:
-        if (folder / "config.yaml").is_file():
-            return folder / "config.yaml"
-    logged = [p for folder in folders for p in folder.glob("lightning_logs/version_*/config.yaml")]
-    if logged:
-        return max(logged, key=lambda p: p.stat().st_mtime)
-    raise ConfigError(f"no config.yaml found for checkpoint {checkpoint} (looked in {folders[0]}, {folders[1]} and "
-                      f"their lightning_logs/version_*); pass config=PATH of the run's saved config")
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The contents of a checkpoint file, loaded with ``weights_only=True``.
+
+    Raises
+    ------
+    DataError
+        If the file is missing, truncated or not a PyTorch file, holds objects that would run
+        code when unpickled, or has no ``state_dict``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint not found: {path}")
+    try:
+        contents = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"checkpoint {path} refused: it holds objects that could run code when loaded "
+                        f"(expected tensors and plain values only; {reason.rstrip('.')})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"checkpoint {path} cannot be read: truncated or not a PyTorch checkpoint ({reason})") from None
+    if not isinstance(contents, dict) or not isinstance(contents.get("state_dict"), dict):
+        raise DataError(f"checkpoint {path} is not a Lightning checkpoint: expected a dict with a 'state_dict'")
+    return contents
+
+
+def run_config(contents: dict[str, Any]) -> str | None:
+    """The run config (YAML text) stored in checkpoint ``contents`` by ``im2im fit``, if any."""
+    entry = contents.get(CONFIG_KEY)
+    if isinstance(entry, dict) and isinstance(entry.get("config"), str):
+        return entry["config"]
+    return None
 
 
 def _resolve_short_names(node: Any) -> Any:
@@ -41,44 +68,66 @@ def _resolve_short_names(node: Any) -> Any:
     if isinstance(name, str) and "." not in name:
         from im2im_core.plugins import get_registry
 
-        found = get_registry().find(name)
-        if found is None:
+        path = get_registry().import_path(name)
+        if path is None:
             raise ConfigError(f"unknown class_path {name!r} in the model config; give a full import path")
-        resolved["class_path"] = f"{found[1].__module__}.{found[1].__qualname__}"
+        resolved["class_path"] = path
     return resolved
 
 
+def build_model(config_text: str, source: str) -> torch.nn.Module:
+    """Instantiate the ``model`` section of a run config (YAML text); ``source`` names it in errors."""
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch import LightningModule
+
+    try:
+        section = (yaml.safe_load(config_text) or {}).get("model")
+    except (yaml.YAMLError, AttributeError) as exc:
+        raise ConfigError(f"{source}: not a YAML mapping: {exc}") from None
+    if not isinstance(section, dict) or "class_path" not in section:
+        raise ConfigError(f"{source}: no 'model' section with a class_path")
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(LightningModule, "model", required=True)
+    try:
+        parsed = parser.parse_object({"model": _resolve_short_names(section)})
+        return parser.instantiate_classes(parsed).model
+    except Exception as exc:
+        raise ConfigError(f"{source}: cannot build the model: {str(exc).splitlines()[0]}") from None
+
+
 def load_model(checkpoint: str | Path, config: str | Path | None = None, map_location: str | torch.device = "cpu") -> torch.nn.Module:
-    """Build the ``model`` of ``config`` and load the weights of ``checkpoint`` into it (eval mode).
+    """Build the model of a checkpoint and load its weights (eval mode).
 
     Parameters
     ----------
     checkpoint : str or Path
         A ``.ckpt`` file written by ``im2im fit``.
     config : str or Path, optional
-        The run's config YAML (at least a ``model`` section); default: :func:`find_config`.
+        A config YAML with a ``model`` section to build instead of the one the checkpoint
+        holds (needed only for checkpoints written outside ``im2im fit``).
     map_location : str or torch.device
         Where the weights are loaded.
     """
-    from jsonargparse import ArgumentParser
-    from lightning.pytorch import LightningModule
-
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise DataError(f"checkpoint not found: {checkpoint}")
-    config_path = Path(config) if config is not None else find_config(checkpoint)
-    if not config_path.is_file():
-        raise ConfigError(f"config not found: {config_path}")
-    section = (yaml.safe_load(config_path.read_text()) or {}).get("model")
-    if not isinstance(section, dict) or "class_path" not in section:
-        raise ConfigError(f"{config_path}: no 'model' section with a class_path")
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(LightningModule, "model", required=True)
+    contents = read_checkpoint(checkpoint, map_location)
+    if config is not None:
+        config_path = Path(config)
+        if not config_path.is_file():
+            raise ConfigError(f"config not found: {config_path}")
+        text, source = config_path.read_text(), str(config_path)
+    else:
+        text, source = run_config(contents), f"checkpoint {checkpoint}"
+        if text is None:
+            raise ConfigError(f"checkpoint {checkpoint} holds no im2im run config (it was not written by im2im fit); "
+                              f"pass config=PATH of a config with its model section")
+    model = build_model(text, source)
     try:
-        parsed = parser.parse_object({"model": _resolve_short_names(section)})
-        model = parser.instantiate_classes(parsed).model
-    except Exception as exc:
-        raise ConfigError(f"{config_path}: cannot build the model: {exc}") from None
-    state = torch.load(checkpoint, map_location=map_location, weights_only=False)
-    model.load_state_dict(state["state_dict"] if "state_dict" in state else state)
+        result = model.load_state_dict(contents["state_dict"], strict=False)
+    except RuntimeError as exc:  # a weight of another shape
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc).splitlines()[0])
+        raise ConfigError(f"checkpoint {checkpoint} does not fit the model {type(model).__name__} of {source}: {detail}") from None
+    if result.missing_keys or result.unexpected_keys:
+        listing = ", ".join([*result.missing_keys[:3], *result.unexpected_keys[:3]])
+        raise ConfigError(f"checkpoint {checkpoint} does not fit the model {type(model).__name__} of {source}: "
+                          f"{len(result.missing_keys)} weights missing, {len(result.unexpected_keys)} unexpected "
+                          f"(e.g. {listing})")
     return model.eval()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+from im2im_core.inference.postprocess import Postprocess
 from im2im_core.inference.sliding_window import PaddingMode
 from im2im_core.inference.tta import TTAMode
 from im2im_core.inference.windows import BlendMode
@@ -67,3 +70,33 @@ class Inference:
     slice_by_slice: bool = False
     amp: bool = False
     optimize: bool = True
+
+
+#: ``store(shape, dims, dtype)``: opens the output of one image as a ``ZarrOutput`` to fill band by band.
+StoreFactory = Callable[[tuple[int, ...], str, Any], Any]
+#: ``open_output(input_path, pixel_sizes)``: a context whose value is the :data:`StoreFactory` of that
+#: input's output; the output becomes visible when the block ends without error.
+OpenOutput = Callable[[str, dict[str, float]], AbstractContextManager[StoreFactory]]
+
+
+@dataclass
+class PredictionSettings:
+    """One prediction run's settings, passed explicitly with the framework (never stored on it).
+
+    Parameters
+    ----------
+    inference : Inference
+        Window, overlap, blending, TTA, slicing, precision options.
+    postprocess : Postprocess, "auto" or None
+        ``auto``: the framework's own (``whole_image_postprocess()`` or ``postprocess``);
+        ``None``: raw outputs.
+    progress : callable, optional
+        ``progress(done, total)`` windows of the current image or timepoint.
+    open_output : callable, optional
+        Streams each output to a store (OME-Zarr) instead of returning it; see :data:`OpenOutput`.
+    """
+
+    inference: Inference = field(default_factory=Inference)
+    postprocess: Postprocess | Literal["auto"] | None = "auto"
+    progress: Callable[[int, int], None] | None = None
+    open_output: OpenOutput | None = None

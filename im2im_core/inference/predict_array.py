@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from im2im_core.axes import is_ordered, spatial_of, with_channels
 from im2im_core.errors import ConfigError, DataError
 from im2im_core.inference.checkpoint import load_model
 from im2im_core.inference.optimize import channels_last, optimized_copy
@@ -25,27 +26,36 @@ from im2im_core.inference.options import Inference
 from im2im_core.inference.outputs import ZarrOutput, default_chunks
 from im2im_core.inference.postprocess import Postprocess
 from im2im_core.inference.sliding_window import predict_windows
-from im2im_core.inference.tta import undo_symmetry, with_tta
+from im2im_core.inference.plain_network import PlainNetwork, first_convolution_dims
+from im2im_core.inference.tta import with_tta
 from im2im_core.inference.windows import MAX_AUTO_ALIGN, auto_window
+from im2im_core.protocols import Framework, WindowDefaults, is_framework
 
 #: Elements read to estimate the normalization percentiles of a lazy (out-of-core) image.
 PERCENTILE_SAMPLE = 2**24
 
 
-def network_dims(model: nn.Module) -> int | None:
-    """Spatial dimensions of ``model``'s first convolution (2 or 3), None if it has none."""
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            return 2
-        if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
-            return 3
-    return None
+def as_framework(model: Any, dims: str | None, slice_by_slice: bool) -> Framework:
+    """``model`` itself if it is a framework; a bare network wrapped as :class:`PlainNetwork`.
+
+    A bare network's spatial dimensions are those of its first convolution, else of ``dims``
+    (2 with ``slice_by_slice``).
+    """
+    if is_framework(model):
+        return model
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"cannot predict with a {type(model).__name__}: expected an im2im framework, a torch.nn.Module "
+                          f"or the path of a checkpoint")
+    spatial = first_convolution_dims(model) or (2 if slice_by_slice else len(spatial_of(dims)) if dims else None)
+    if spatial is None:
+        raise ConfigError(f"cannot tell whether {type(model).__name__} is a 2D or 3D network; pass dims (e.g. 'CZYX')")
+    return PlainNetwork(model, spatial)
 
 
-def _as_model(model_or_checkpoint: nn.Module | str | Path, config: str | Path | None) -> nn.Module:
-    if isinstance(model_or_checkpoint, nn.Module):
-        return model_or_checkpoint
-    return load_model(model_or_checkpoint, config)
+def _load(model_or_checkpoint: nn.Module | str | Path, config: str | Path | None) -> nn.Module:
+    if isinstance(model_or_checkpoint, (str, Path)):
+        return load_model(model_or_checkpoint, config)
+    return model_or_checkpoint
 
 
 def _guess_dims(ndim: int, net_dims: int, slice_by_slice: bool) -> str:
@@ -86,28 +96,29 @@ def _normalizer(image: Any, normalize: tuple[float, float] | None) -> Callable[[
     return lambda window: (window - low) / scale
 
 
-def _resolve_window(options: Inference, model: nn.Module, spatial: tuple[int, ...], net_dims: int) -> tuple[list[int], int]:
+def _resolve_window(options: Inference, defaults: WindowDefaults, spatial: tuple[int, ...],
+                    net_dims: int) -> tuple[list[int], int]:
     """Window (one entry per spatial axis of the image) and windows per batch."""
-    roi = options.roi_size if options.roi_size is not None else getattr(model, "roi_size", None)
+    roi = options.roi_size if options.roi_size is not None else defaults.roi_size
     batch = options.sw_batch_size
     if roi is None or roi == "auto":
         batch = batch or 1
         plane = spatial[-net_dims:]
-        roi = auto_window(plane, max(1, options.max_window_voxels // batch), options.overlap or 0.25,
+        roi = auto_window(plane, max(1, options.max_window_voxels // batch), options.overlap or defaults.overlap,
                           options.align or MAX_AUTO_ALIGN)
     else:
-        batch = batch or getattr(model, "sw_batch_size", 4)
+        batch = batch or defaults.sw_batch_size
     roi = [int(r) for r in roi][-net_dims:]
     return ([1] * (len(spatial) - net_dims) + roi), batch
 
 
-def build_predictor(model: nn.Module, options: Inference, net_dims: int, device: torch.device,
+def build_predictor(framework: Framework, options: Inference, device: torch.device,
                     image_dims: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """The function from a batch of windows to raw outputs: optimized network, TTA, AMP, slicing."""
-    network = _plain_network(model)
-    optimize = options.optimize and network is not None
-    forward = optimized_copy(network, net_dims, device) if optimize else getattr(model, "predict_patch", model)  # type: ignore[arg-type]
-    layout = channels_last(net_dims) if optimize and device.type == "cpu" else None
+    net_dims = framework.spatial_dims
+    network = framework.window_network()
+    forward = optimized_copy(network, net_dims, device) if options.optimize else network
+    layout = channels_last(net_dims) if options.optimize and device.type == "cpu" else None
     autocast = (lambda: torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)) \
         if options.amp else nullcontext
 
@@ -115,39 +126,18 @@ def build_predictor(model: nn.Module, options: Inference, net_dims: int, device:
         with autocast():
             return forward(x.contiguous(memory_format=layout) if layout is not None else x).float()
 
-    augmented = with_tta(run, net_dims, options.tta, inverse=getattr(model, "tta_inverse", undo_symmetry))
+    augmented = with_tta(run, net_dims, options.tta, inverse=framework.tta_inverse)
     if image_dims == net_dims:
         return augmented
     return lambda x: augmented(x[:, :, 0])[:, :, None]  # a 2D network on windows one plane thick
 
 
-def _plain_network(model: nn.Module) -> nn.Module | None:
-    """The network that maps windows to outputs when no framework logic sits in between.
-
-    A plain ``nn.Module`` is one; so is an FCN's backbone (``FCN.predict_patch`` only calls it).
-    None for other frameworks, whose ``predict_patch`` is used as it is.
-    """
-    if not hasattr(model, "predict_patch"):
-        return model
-    from im2im_core.frameworks.fcn import FCN
-
-    if type(model).predict_patch is FCN.predict_patch and isinstance(getattr(model, "backbone", None), nn.Module):
-        return model.backbone
-    return None
-
-
-def with_channels(dims: str) -> str:
-    """``dims`` with a C axis inserted before the spatial axes."""
-    first_spatial = next(i for i, a in enumerate(dims) if a in "ZYX")
-    return dims if "C" in dims else dims[:first_spatial] + "C" + dims[first_spatial:]
-
-
-def _finisher(model: nn.Module, postprocess: Postprocess | Literal["auto"] | None) -> Callable[[torch.Tensor], torch.Tensor]:
+def _finisher(framework: Framework, postprocess: Postprocess | Literal["auto"] | None) -> Callable[[torch.Tensor], torch.Tensor]:
     """The per-pixel part of post-processing, applied to each finished band ``(C, rows, ...)``."""
     if isinstance(postprocess, Postprocess):
         return postprocess.pointwise
-    if postprocess == "auto" and hasattr(model, "postprocess"):
-        return lambda block: model.postprocess(block[None])[0]
+    if postprocess == "auto":
+        return lambda block: framework.postprocess(block[None])[0]
     return lambda block: block
 
 
@@ -184,11 +174,12 @@ class _Collector:
 
 def _whole_image(result: np.ndarray, dims: str, postprocess: Postprocess) -> np.ndarray:
     """Labelling and small-object removal of each timepoint ``(C, *spatial)`` of ``result``."""
-    with_c = result if "C" in dims else np.expand_dims(result, dims.index(next(a for a in dims if a in "ZYX")))
+    first_spatial = dims.index(spatial_of(dims)[0])
+    with_c = result if "C" in dims else np.expand_dims(result, first_spatial)
     lead = with_c.shape[: 1 if "T" in dims else 0]
     parts = [postprocess.whole_image(with_c[i]) for i in np.ndindex(*lead)] if lead else [postprocess.whole_image(with_c)]
     stacked = np.stack(parts) if lead else parts[0]
-    return stacked if "C" in dims else np.squeeze(stacked, axis=dims.index(next(a for a in dims if a in "ZYX")))
+    return stacked if "C" in dims else np.squeeze(stacked, axis=first_spatial)
 
 
 def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: str | None = None,
@@ -202,8 +193,9 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
     Parameters
     ----------
     model_or_checkpoint : torch.nn.Module or path
-        A framework (e.g. ``FCN``), any network, or a ``.ckpt`` file of ``im2im fit`` (its
-        run's ``config.yaml`` is found next to it, or pass ``config``).
+        A framework (e.g. ``FCN``, anything with the members of
+        :class:`~im2im_core.protocols.Framework`), a bare network, or a ``.ckpt`` file of
+        ``im2im fit`` (it holds its run's config; or pass ``config``).
     array : numpy, torch, dask or zarr array
         The image, axes ``dims``. Lazy arrays are read one band of windows at a time.
     dims : str, optional
@@ -214,10 +206,9 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
     inference : Inference, optional
         Window, overlap, blending, TTA, slicing options; keyword ``options`` override fields.
     postprocess : Postprocess, "auto" or None
-        ``auto``: the framework's ``default_postprocess()`` if it has one (a
-        :class:`Postprocess`, which may need the whole image, e.g. EmbedSeg's clustering), else
-        its per-pixel ``postprocess`` (e.g. FCN masks), raw output for a plain network;
-        ``None``: raw output.
+        ``auto``: the framework's ``whole_image_postprocess()`` if it is not None (e.g.
+        EmbedSeg's clustering), else its per-pixel ``postprocess`` (e.g. FCN masks), raw
+        output for a bare network; ``None``: raw output.
     normalize : (float, float), optional
         Percentiles of the input mapped to 0 and 1 before prediction (training normalizes
         with (0.5, 99.5) by default), of each timepoint on its own; estimated on a subsample
@@ -242,39 +233,42 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
     ...                  postprocess=Postprocess("sigmoid", 0.5, label=True, min_size=30))
     """
     settings = dataclasses.replace(inference or Inference(), **options)
-    model = _as_model(model_or_checkpoint, config)
-    if postprocess == "auto" and callable(getattr(model, "default_postprocess", None)):
-        postprocess = model.default_postprocess()  # e.g. clustering, which needs the whole image
-    training = model.training
+    module = _load(model_or_checkpoint, config)
+    framework = as_framework(module, dims, settings.slice_by_slice)
+    if postprocess == "auto":  # e.g. clustering, which needs the whole image
+        postprocess = framework.whole_image_postprocess() or "auto"
+    training = module.training
     try:
-        return _predict(model.eval(), array, dims, settings, postprocess, normalize, device, store, progress)
+        module.eval()
+        return _predict(framework, module, array, dims, settings, postprocess, normalize, device, store, progress)
     finally:
-        model.train(training)
+        module.train(training)
 
 
-def _predict(model: nn.Module, array: Any, dims: str | None, settings: Inference,
+def _predict(framework: Framework, module: nn.Module, array: Any, dims: str | None, settings: Inference,
              postprocess: Postprocess | Literal["auto"] | None, normalize: tuple[float, float] | None,
              device: str | torch.device | None, store: Callable[[tuple[int, ...], str, Any], ZarrOutput] | None,
              progress: Callable[[int, int], None] | None) -> np.ndarray | None:
-    """:func:`predict` for a model in eval mode."""
-    first = next(model.parameters(), None)
+    """:func:`predict` for a framework whose module is in eval mode."""
+    first = next(module.parameters(), None)
     device = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
-    net_dims = network_dims(model) or (len(settings.roi_size) if isinstance(settings.roi_size, list) else 2)
+    net_dims = framework.spatial_dims
     dims = dims or _guess_dims(array.ndim, net_dims, settings.slice_by_slice)
-    if len(dims) != array.ndim or "".join(a for a in "TCZYX" if a in dims) != dims or not dims.endswith("YX"):
+    if len(dims) != array.ndim or not is_ordered(dims):
         raise DataError(f"dims {dims!r} do not fit an array of shape {tuple(array.shape)} (letters of 'TCZYX' in order)")
-    spatial = tuple(int(array.shape[i]) for i, a in enumerate(dims) if a in "ZYX")
+    spatial_letters = spatial_of(dims)
+    spatial = tuple(int(array.shape[dims.index(a)]) for a in spatial_letters)
     if len(spatial) != net_dims and not (settings.slice_by_slice and net_dims == 2 and len(spatial) == 3):
         hint = "; set slice_by_slice to apply a 2D network to each plane" if net_dims == 2 and len(spatial) == 3 else ""
         raise ConfigError(f"a {net_dims}D network cannot predict an image with spatial axes {dims!r}{hint}")
-    roi, batch = _resolve_window(settings, model, spatial, net_dims)
-    overlap = settings.overlap if settings.overlap is not None else getattr(model, "overlap", 0.25)
-    predictor = build_predictor(model, settings, net_dims, device, len(spatial))
+    defaults = framework.window_defaults()
+    roi, batch = _resolve_window(settings, defaults, spatial, net_dims)
+    overlap = settings.overlap if settings.overlap is not None else defaults.overlap
+    predictor = build_predictor(framework, settings, device, len(spatial))
     whole = isinstance(postprocess, Postprocess) and postprocess.needs_whole_image
     source = _lazy(array)
-    spatial_dims = "".join(a for a in dims if a in "ZYX")
-    emit_multiple = default_chunks(spatial, spatial_dims) if store is not None and not whole else 1
-    collector = _Collector(tuple(int(n) for n in array.shape), dims, _finisher(model, postprocess), None if whole else store)
+    emit_multiple = default_chunks(spatial, spatial_letters) if store is not None and not whole else 1
+    collector = _Collector(tuple(int(n) for n in array.shape), dims, _finisher(framework, postprocess), None if whole else store)
     with torch.inference_mode():
         for index in np.ndindex(*([int(array.shape[0])] if "T" in dims else [])):
             image = source[index] if index else source

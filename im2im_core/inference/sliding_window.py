@@ -211,13 +211,3 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
         _shift(buffer, following - start)
     return result[0] if sink is None else None
 
-
-def predict_image(framework: Any, image: torch.Tensor, roi_size: Sequence[int], overlap: float = 0.25,
-                  sw_batch_size: int = 4, mode: BlendMode = "gaussian") -> torch.Tensor:
-    """Raw output of ``framework.predict_patch`` for a batch of whole images ``(B, C, [Z], Y, X)``.
-
-    Windows of ``roi_size`` overlap by the fraction ``overlap`` and are blended with ``mode``;
-    an image smaller than a window is padded and the padding cut off again.
-    """
-    outputs = [predict_windows(framework.predict_patch, item, roi_size, overlap, sw_batch_size, mode) for item in image]
-    return torch.stack(outputs)  # type: ignore[arg-type]

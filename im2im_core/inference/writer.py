@@ -1,7 +1,9 @@
 """The ``prediction:`` section of ``im2im predict``: how to predict, where to write, and scoring.
 
-Writes each prediction atomically (OME-TIFF or OME-Zarr) and, for inputs with a target,
-prints Dice (masks) or Pearson's r (intensities).
+The writer predicts each batch with the core's engine (:func:`~im2im_core.inference.predict_batch.predict_batch`)
+and its own :class:`~im2im_core.inference.options.PredictionSettings`, writes each prediction
+atomically (OME-TIFF or OME-Zarr) and, for inputs with a target, prints Dice (masks) or
+Pearson's r (intensities).
 """
 
 from __future__ import annotations
@@ -18,16 +20,16 @@ import torch
 from bioio import BioImage
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from im2im_core.data.readers import BioioReader
+from im2im_core import keys
+from im2im_core.axes import with_channels
 from im2im_core.errors import DataError
-from im2im_core.inference.options import Inference
+from im2im_core.inference.options import Inference, PredictionSettings
 from im2im_core.inference.outputs import OutputFormat, ZarrOutput, atomic_output, output_path, write_ome_tiff
 from im2im_core.inference.postprocess import Postprocess
+from im2im_core.inference.predict_batch import predict_batch
 from im2im_core.metrics import dice, pearson
 
 __all__ = ["PredictionWriter", "output_path", "write_ome_tiff"]
-
-SPATIAL = "ZYX"
 
 
 def write_ome_zarr(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[str, float | None], overwrite: bool = True) -> None:
@@ -106,16 +108,18 @@ class PredictionWriter(BasePredictionWriter):
         self.scores = []
         samples = getattr(trainer.datamodule, "predict_samples", [])
         if not self.overwrite:
-            existing = [p for s in samples if (p := self._path(s["IM"])).exists()]
+            existing = [p for s in samples if (p := self._path(s[keys.IMAGE])).exists()]
             if existing:
                 raise DataError(f"output exists: {existing[0]} ({len(existing)} in all); pass --prediction.overwrite true to replace")
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        # The framework's predict_step reads these (im2im_core.inference.predict_batch).
-        pl_module.inference = self.inference
-        pl_module.prediction_postprocess = self.postprocess if self.postprocess is not None else "auto"
         self.window_bar = WindowProgressBar() if trainer.progress_bar_callback is not None and trainer.is_global_zero else None
-        pl_module.prediction_progress = self.window_bar
-        pl_module.prediction_output = self.open_output if self.output_format == "ome-zarr" else None
+
+    def settings(self) -> PredictionSettings:
+        """The settings this writer's run predicts with (window options, post-processing, progress, store)."""
+        return PredictionSettings(inference=self.inference,
+                                  postprocess=self.postprocess if self.postprocess is not None else "auto",
+                                  progress=self.window_bar,
+                                  open_output=self.open_output if self.output_format == "ome-zarr" else None)
 
     @contextmanager
     def open_output(self, input_path: str, pixel_sizes: dict[str, float]) -> Iterator[Callable[..., ZarrOutput]]:
@@ -126,30 +130,33 @@ class PredictionWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
                            batch_indices: Any, batch: dict[str, Any], batch_idx: int, dataloader_idx: int) -> None:
+        """Predict the batch with the core's engine and this writer's settings, write and score each output."""
+        outputs = predict_batch(pl_module, batch, self.settings())
         datamodule = trainer.datamodule
-        for i, input_path in enumerate(batch["IM_path"]):
-            item = prediction[i]
+        for i, input_path in enumerate(batch[keys.IMAGE_PATH]):
+            item = outputs[i]
             path = self._path(input_path)
-            target_path = batch.get("GT_path", [""])[i]
-            if item is None:  # streamed to its OME-Zarr file by predict_step
+            target_path = batch.get(keys.TARGET_PATH, [""])[i]
+            dims = batch[keys.IMAGE_DIMS][i]
+            if item is None:  # streamed to its OME-Zarr file
                 if self.evaluate and target_path:
-                    written = BioImage(path).get_image_dask_data(batch["IM_dims"][i]).compute()
-                    self._score(input_path, written, target_path, getattr(datamodule, "dims", "YX"))
+                    written = BioImage(path).get_image_dask_data(dims).compute()
+                    self._score(input_path, written, target_path, datamodule)
                 continue
-            array = item.cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
-            dims = batch["IM_dims"][i] if "IM_dims" in batch else "C" + SPATIAL[-(array.ndim - 1):]
-            if len(dims) != array.ndim:  # a framework that drops the channel axis
-                dims = dims.replace("C", "")
-            sizes = batch["IM_pixel_sizes"][i] if "IM_pixel_sizes" in batch else {}
+            array = np.asarray(item)
+            if len(dims) != array.ndim:  # several output channels and no C axis in the input
+                dims = with_channels(dims)
+            sizes = batch[keys.IMAGE_PIXEL_SIZES][i]
             if self.output_format == "ome-zarr":
                 write_ome_zarr(array, path, dims, sizes, overwrite=self.overwrite)
             else:
                 write_ome_tiff(array, path, dims, sizes, overwrite=self.overwrite)
             if self.evaluate and target_path:
-                self._score(input_path, array, target_path, getattr(datamodule, "dims", "YX"))
+                self._score(input_path, array, target_path, datamodule)
 
-    def _score(self, input_path: str, array: np.ndarray, target_path: str, dims: str) -> None:
-        target = BioioReader(dims=dims).read(target_path).numpy()
+    def _score(self, input_path: str, array: np.ndarray, target_path: str, datamodule: Any) -> None:
+        dims = datamodule.dims
+        target = datamodule.make_reader().read(target_path).numpy()
         if target.ndim < array.ndim:  # no C axis: add it (after T)
             target = np.expand_dims(target, 1 if "T" in dims else 0)
         if target.shape != array.shape:
@@ -162,7 +169,6 @@ class PredictionWriter(BasePredictionWriter):
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.window_bar is not None:
             self.window_bar.close()
-        pl_module.prediction_progress = pl_module.prediction_output = None
         print(f"predictions written to {self.output_dir}")
         if not self.scores:
             return

@@ -18,7 +18,7 @@ from im2im_core.data import Im2ImDataModule
 from im2im_core.errors import DataError
 from im2im_core.frameworks.fcn import FCN
 from im2im_core.inference import Inference, predict_file
-from im2im_core.inference.writer import PredictionWriter
+from im2im_core.inference.writer import PredictionWriter, WindowProgressBar
 
 
 def _net() -> nn.Module:
@@ -122,11 +122,15 @@ def test_predict_loop_keeps_time_axis_and_normalizes_each_timepoint(image_5d: Pa
     calls: list[tuple[int, int]] = []
     writer_start = writer.on_predict_start
 
+    class WatchedBar(WindowProgressBar):
+        def __call__(self, done: int, total: int) -> None:
+            calls.append((done, total))
+            super().__call__(done, total)
+
     def start_and_watch(trainer: pl.Trainer, module: pl.LightningModule) -> None:
         writer_start(trainer, module)
         assert writer.window_bar is not None  # the progress bar is on: windows get a bar of their own
-        bar = module.prediction_progress
-        module.prediction_progress = lambda done, total: (calls.append((done, total)), bar(done, total))
+        writer.window_bar = WatchedBar()
 
     writer.on_predict_start = start_and_watch
     datamodule = Im2ImDataModule(predict_path=str(folder), dims="TCZYX", patch_size=[8, 32, 32], target="intensity")

@@ -11,27 +11,28 @@ them once (``cluster.py``), so no object is cut at a window seam.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from im2im_core import keys
+from im2im_core.axes import channels_first
 from im2im_core.errors import ConfigError
+from im2im_core.frameworks import Im2ImFramework, OptimizerGroup
 from im2im_core.inference.tta import Symmetry
 from im2im_core.metrics import average_precision
+from im2im_core.protocols import WindowDefaults
 from im2im_embedseg.centres import CentreMode
-from im2im_embedseg.cluster import cluster
 from im2im_embedseg.embedding import decode, output_channels
 from im2im_embedseg.loss import EmbedSegLoss
 from im2im_embedseg.postprocess import InstanceClustering
 from im2im_embedseg.tta import inverse
 
 
-class EmbedSeg(pl.LightningModule):
+class EmbedSeg(Im2ImFramework):
     """Train a network to segment instances (touching, non-convex) from instance label images.
 
     The data module must keep the labels as they are: ``data.target: labels``. Images may be
@@ -71,11 +72,11 @@ class EmbedSeg(pl.LightningModule):
     min_size : int
         Fewest pixels of a predicted object.
     roi_size : list of int, optional
-        Sliding window of validation and prediction; default: the data module's ``patch_size``.
-    overlap : float
-        Overlap of neighbouring windows (a fraction of the window).
-    sw_batch_size : int
-        Windows computed together.
+        Sliding window of validation and prediction; default: the data module's ``patch_size``
+        (the offsets were learnt at that scale, so prediction keeps it rather than an
+        automatic window).
+    **kwargs
+        ``spatial_dims``, ``overlap``, ``sw_batch_size`` of :class:`~im2im_core.frameworks.Im2ImFramework`.
     """
 
     def __init__(
@@ -95,12 +96,9 @@ class EmbedSeg(pl.LightningModule):
         seed_threshold: float = 0.9,
         foreground_threshold: float = 0.5,
         min_size: int = 10,
-        roi_size: list[int] | None = None,
-        overlap: float = 0.25,
-        sw_batch_size: int = 4,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["backbone"])
+        super().__init__(**kwargs)
         self.backbone = backbone
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.voxel_size = None if voxel_size is None else list(voxel_size)
@@ -108,53 +106,41 @@ class EmbedSeg(pl.LightningModule):
         self.criterion = EmbedSegLoss(voxel_size, centre, medoid_samples, foreground_weight, instance_weight,
                                       variance_weight, seed_weight)
         self.seed_threshold, self.foreground_threshold, self.min_size = seed_threshold, foreground_threshold, min_size
-        self.roi_size = roi_size
-        self.overlap, self.sw_batch_size = overlap, sw_batch_size
+
+    @classmethod
+    def network_arguments(cls, spatial_dims: int, in_channels: int | None, target_channels: int | None) -> dict[str, dict[str, int | None]]:
+        """The backbone gives an offset and a sigma per axis and a seed map: ``2 * spatial_dims + 1`` channels."""
+        return {"backbone": {"spatial_dims": spatial_dims, "in_channels": in_channels,
+                             "out_channels": output_channels(spatial_dims)}}
 
     # ----------------------------------------------------------------- network and outputs
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Decoded output ``(B, 2D+1, *spatial)``: offsets, log-sigmas, seed (``embedding.decode``)."""
-        raw = self.backbone(x)
-        dims = x.ndim - 2
-        if raw.shape[1] != output_channels(dims):
-            raise ConfigError(f"EmbedSeg needs a backbone with out_channels {output_channels(dims)} for {dims}D images "
-                              f"(offset and sigma per axis, one seed map); {type(self.backbone).__name__} gives "
-                              f"{raw.shape[1]}")
-        return decode(raw, self.offset_range, self.sigma_init)
+    def window_network(self) -> nn.Module:
+        """The backbone followed by :func:`~im2im_embedseg.embedding.decode`: offsets, log-sigmas, seed.
 
-    def predict_patch(self, patch: torch.Tensor) -> torch.Tensor:
-        """Decoded outputs of a batch of windows.
-
-        These are what sliding windows blend: offsets are relative to each pixel, so blending
-        them and adding the whole image's grid afterwards stitches objects across windows.
-        The core's TTA averages them over symmetries, mapped back by :meth:`tta_inverse`.
+        Decoded outputs are what sliding windows blend: offsets are relative to each pixel, so
+        blending them and adding the whole image's grid afterwards stitches objects across
+        windows. TTA maps them back with :meth:`tta_inverse`.
         """
-        return self.forward(patch)
+        return DecodedNetwork(self.backbone, self.offset_range, self.sigma_init)
 
-    @staticmethod
-    def tta_inverse(output: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
-        """Undo a TTA symmetry on decoded outputs, offsets as vectors (``tta.inverse``): the
-        core's TTA (``im2im_core.inference.predict``) uses it instead of its scalar inverse."""
+    def window_defaults(self) -> WindowDefaults:
+        """``roi_size``, else the training patch size of the attached data module."""
+        return WindowDefaults(self.roi_size or self._data_patch_size(), self.overlap, self.sw_batch_size)
+
+    def tta_inverse(self, output: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
+        """Undo a TTA symmetry on decoded outputs, offsets turned as vectors (``tta.inverse``)."""
         return inverse(output, symmetry)
 
-    def default_postprocess(self) -> InstanceClustering:
-        """The clustering step with this model's settings, a whole-image ``Postprocess``.
-
-        ``predict(model, image, postprocess=model.default_postprocess())`` (core) gives labels.
-        """
+    def whole_image_postprocess(self) -> InstanceClustering:
+        """Clustering with this model's settings: it needs the whole stitched output."""
         first = next(self.parameters(), None)
         return InstanceClustering(voxel_size=self.voxel_size, offset_range=self.offset_range,
                                   seed_threshold=self.seed_threshold, foreground_threshold=self.foreground_threshold,
                                   min_size=self.min_size, device=str(first.device) if first is not None else None)
 
     def postprocess(self, output: torch.Tensor) -> torch.Tensor:
-        """Instance labels ``(B, 1, *spatial)`` int32 of whole-image decoded outputs ``(B, 2D+1, *spatial)``.
-
-        Clustering needs whole images: the core's ``predict(..., postprocess="auto")`` uses
-        :meth:`default_postprocess` instead, which clusters once the whole output is there.
-        """
-        return torch.stack([cluster(item, self.voxel_size, self.offset_range, self.seed_threshold,
-                                    self.foreground_threshold, self.min_size)[None] for item in output])
+        """The decoded output as it is: the final step, clustering, is :meth:`whole_image_postprocess`."""
+        return output
 
     def segment(self, image: torch.Tensor | np.ndarray, inference: Any = None, dims: str | None = None,
                 progress: Any = None) -> np.ndarray:
@@ -165,8 +151,8 @@ class EmbedSeg(pl.LightningModule):
         image : torch.Tensor or numpy.ndarray
             Normalized as in training.
         inference : im2im_core.inference.Inference, optional
-            Window, overlap, blending, TTA options; default: ``Inference()`` with this
-            framework's ``roi_size``, ``overlap`` and ``sw_batch_size``.
+            Window, overlap, blending, TTA options; default: ``Inference()`` (this
+            framework's window defaults).
         dims : str, optional
             Axes of ``image``; default ``C`` and the spatial axes. With T, each timepoint is
             segmented in turn.
@@ -178,56 +164,44 @@ class EmbedSeg(pl.LightningModule):
         numpy.ndarray
             ``([T], 1, [Z], Y, X)`` labels, uint16 (int32 above 65535 objects).
         """
-        from im2im_core.inference import Inference, predict
+        from im2im_core.inference import predict
 
-        settings = inference if inference is not None else Inference()
-        dims = dims or "C" + "ZYX"[-(image.ndim - 1):]
-        return predict(self, image, dims=dims, inference=settings, postprocess=self.default_postprocess(), progress=progress)
+        return predict(self, image, dims=dims or channels_first(image.ndim), inference=inference, progress=progress)
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        parts = self.criterion(self(batch["IM"]), batch["GT"][:, 0].long())
-        size = batch["IM"].shape[0]
+        """The EmbedSeg loss of the decoded output against the label patch."""
+        image = batch[keys.IMAGE]
+        parts = self.criterion(self(image), batch[keys.TARGET][:, 0].long())
+        size = image.shape[0]
         self.log("train_loss", parts["loss"], prog_bar=True, batch_size=size)
         for name in ("instance", "variance", "seed"):
             self.log(f"train_{name}", parts[name], batch_size=size)
         return parts["loss"]
 
-    def _window(self) -> list[int] | None:
-        if self.roi_size is not None:
-            return list(self.roi_size)
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        return list(datamodule.patch_size) if datamodule is not None and hasattr(datamodule, "patch_size") else None
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        """One optimizer for all parameters."""
+        return [OptimizerGroup(self.parameters(), self.optimizer_factory, self.scheduler_factory)]
 
-    def _inference(self) -> Any:
-        from im2im_core.inference import Inference
+    def validation_metrics(self, output: torch.Tensor, final: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+        """Average precision at IoU 0.5 of the whole validation images (``val_ap50``)."""
+        scores = [average_precision(labels[0].cpu().numpy(), truth[0].cpu().numpy(), 0.5) for labels, truth in zip(final, target)]
+        return {"val_ap50": float(np.mean(scores))}
 
-        settings = getattr(self, "inference", None) or Inference()
-        if settings.roi_size is None and self._window() is not None:
-            settings = dataclasses.replace(settings, roi_size=self._window())
-        return settings
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Average precision at IoU 0.5 of the whole validation image (``val_ap50``)."""
-        scores = [average_precision(self.segment(image, self._inference())[0], target[0].cpu().numpy(), 0.5)
-                  for image, target in zip(batch["IM"], batch["GT"])]
-        self.log("val_ap50", float(np.mean(scores)), prog_bar=True, batch_size=len(scores), sync_dist=True)
+class DecodedNetwork(nn.Module):
+    """A backbone whose raw output is decoded (``embedding.decode``), checked for its channel count."""
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)
+    def __init__(self, backbone: nn.Module, offset_range: float, sigma_init: float) -> None:
+        super().__init__()
+        self.backbone, self.offset_range, self.sigma_init = backbone, offset_range, sigma_init
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[np.ndarray]:
-        """Instance labels ``([T], 1, [Z], Y, X)`` of each whole image of the batch.
-
-        Windows and TTA follow ``self.inference`` (set by the ``prediction:`` writer); a
-        ``prediction.postprocess`` is not used: the output is the clustering's labels.
-        """
-        from im2im_core.inference.predict_batch import predict_batch
-
-        return predict_batch(self, batch, self._inference(), self.default_postprocess())
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoded output ``(B, 2D+1, *spatial)``: offsets, log-sigmas, seed."""
+        raw = self.backbone(x)
+        dims = x.ndim - 2
+        if raw.shape[1] != output_channels(dims):
+            raise ConfigError(f"EmbedSeg needs a backbone with out_channels {output_channels(dims)} for {dims}D images "
+                              f"(offset and sigma per axis, one seed map); {type(self.backbone).__name__} gives "
+                              f"{raw.shape[1]}")
+        return decode(raw, self.offset_range, self.sigma_init)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from im2im_core.errors import ConfigError
-from im2im_core.inference import Inference
+from im2im_core.inference import Inference, PredictionSettings, predict_batch
 from im2im_core.networks import AnisotropicUNet
 from im2im_embedseg.erfnet import BranchedERFNet
 from im2im_embedseg.framework import EmbedSeg
@@ -51,20 +51,22 @@ def test_a_backbone_with_the_wrong_channels_is_named() -> None:
 
 
 def test_segment_returns_labels_of_the_whole_image() -> None:
-    model = EmbedSeg(BranchedERFNet(2, 1, channels=(8, 16, 24)), seed_threshold=0.0, foreground_threshold=0.0, min_size=1)
+    model = EmbedSeg(BranchedERFNet(2, 1, channels=(8, 16, 24)), seed_threshold=0.0, foreground_threshold=0.0, min_size=1,
+                     spatial_dims=2)
     labels = model.segment(torch.rand(1, 40, 56), Inference(roi_size=[32, 32]))
     assert labels.shape == (1, 40, 56) and labels.dtype == np.uint16 and labels.max() >= 1
 
 
-def test_predict_step_segments_each_timepoint_of_a_time_series() -> None:
+def test_prediction_segments_each_timepoint_of_a_time_series() -> None:
     torch.manual_seed(0)
-    model = EmbedSeg(BranchedERFNet(2, 1, channels=(8, 16, 24)), seed_threshold=0.0, foreground_threshold=0.0, min_size=1)
-    model.inference = Inference(roi_size=[32, 32])
+    model = EmbedSeg(BranchedERFNet(2, 1, channels=(8, 16, 24)), seed_threshold=0.0, foreground_threshold=0.0, min_size=1,
+                     spatial_dims=2)
+    inference = Inference(roi_size=[32, 32])
     frames = torch.rand(3, 1, 40, 56)
     calls: list[tuple[int, int]] = []
-    model.prediction_progress = lambda done, total: calls.append((done, total))
-    (labels,) = model.predict_step({"IM": frames[None], "IM_dims": ["TCYX"]}, 0)
+    settings = PredictionSettings(inference=inference, progress=lambda done, total: calls.append((done, total)))
+    (labels,) = predict_batch(model, {"IM": frames[None], "IM_dims": ["TCYX"]}, settings)
     assert labels.shape == (3, 1, 40, 56) and labels.dtype == np.uint16
     for t in range(3):
-        np.testing.assert_array_equal(labels[t], model.segment(frames[t], model.inference))
+        np.testing.assert_array_equal(labels[t], model.segment(frames[t], inference))
     assert sum(done == total for done, total in calls) == 3  # windows reported for every timepoint

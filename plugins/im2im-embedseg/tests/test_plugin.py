@@ -12,7 +12,8 @@ import torch
 
 import im2im_embedseg
 from im2im_cli.main import main
-from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers, printed_config, read_preset
+from im2im_cli.testing import printed_config
+from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers, read_preset
 from im2im_embedseg import plugin
 
 PRESETS = ("instanceseg_2d", "instanceseg_3d")
@@ -66,7 +67,7 @@ def test_instanceseg_2d_trains_and_predicts(registry, data_2d: Path, tmp_path: P
     """BBBC039 crops (instance labels): 2 steps, one validation (AP), then ``im2im predict``."""
     monkeypatch.chdir(tmp_path)
     checkpoint = fit_two_steps("instanceseg_2d", data_2d, "[64,64]", capsys)
-    loops = torch.load(checkpoint, map_location="cpu", weights_only=False)["loops"]["fit_loop"]
+    loops = torch.load(checkpoint, map_location="cpu", weights_only=True)["loops"]["fit_loop"]
     assert loops["epoch_loop.val_loop.batch_progress"]["total"]["completed"] == 1  # validation_step ran
     (tmp_path / "predict").mkdir()
     first = sorted((data_2d / "IM").glob("*.tif"))[0]

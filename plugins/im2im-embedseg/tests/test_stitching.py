@@ -50,7 +50,7 @@ def long_objects() -> np.ndarray:
 
 def test_objects_crossing_window_borders_stay_whole(long_objects: np.ndarray) -> None:
     decoded = ideal_output(long_objects, sigma=2.0)
-    model = EmbedSeg(Passthrough(), offset_range=OFFSET_RANGE, sigma_init=SIGMA_INIT, min_size=5)
+    model = EmbedSeg(Passthrough(), offset_range=OFFSET_RANGE, sigma_init=SIGMA_INIT, min_size=5, spatial_dims=2)
     image = raw_of(decoded)  # (5, 64, 96)
     labels = model.segment(image, Inference(roi_size=[32, 32], overlap=0.25))
     assert labels.shape == (1, 64, 96) and labels.dtype == np.uint16
@@ -93,7 +93,7 @@ def test_tta_inverse_maps_vectors_back(shape: tuple[int, ...], mode: str) -> Non
 def test_segment_with_tta_maps_outputs_back_with_the_vector_inverse(long_objects: np.ndarray,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The core's TTA undoes each symmetry with EmbedSeg's ``tta_inverse`` (offsets as vectors)."""
-    model = EmbedSeg(Passthrough(), offset_range=OFFSET_RANGE, sigma_init=SIGMA_INIT, min_size=5)
+    model = EmbedSeg(Passthrough(), offset_range=OFFSET_RANGE, sigma_init=SIGMA_INIT, min_size=5, spatial_dims=2)
     seen = []
     monkeypatch.setattr(model, "tta_inverse", lambda output, symmetry: seen.append(symmetry) or inverse(output, symmetry))
     image = raw_of(ideal_output(long_objects))
@@ -116,9 +116,9 @@ def test_core_predict_with_the_clustering_postprocess(two_bars: np.ndarray) -> N
     """The core's engine streams the output in bands; the clustering step gets the whole image."""
     from im2im_core.inference import predict
 
-    model = EmbedSeg(Passthrough(), offset_range=OFFSET_RANGE, sigma_init=SIGMA_INIT, min_size=5)
+    model = EmbedSeg(Passthrough(), offset_range=OFFSET_RANGE, sigma_init=SIGMA_INIT, min_size=5, spatial_dims=2)
     labels = predict(model, raw_of(ideal_output(two_bars)), dims="CYX", inference=Inference(roi_size=[32, 32]),
-                     postprocess=model.default_postprocess())
+                     postprocess=model.whole_image_postprocess())
     assert labels.shape == (1, 256, 96) and labels.dtype == np.uint16
     assert average_precision(labels[0], two_bars, 0.95) == 1.0
 
@@ -126,6 +126,6 @@ def test_core_predict_with_the_clustering_postprocess(two_bars: np.ndarray) -> N
 def test_core_predict_auto_postprocess_clusters_the_whole_image(two_bars: np.ndarray) -> None:
     from im2im_core.inference import predict
 
-    model = EmbedSeg(Passthrough(), offset_range=OFFSET_RANGE, sigma_init=SIGMA_INIT, min_size=5)
+    model = EmbedSeg(Passthrough(), offset_range=OFFSET_RANGE, sigma_init=SIGMA_INIT, min_size=5, spatial_dims=2)
     labels = predict(model, raw_of(ideal_output(two_bars)), dims="CYX", inference=Inference(roi_size=[32, 32]))
     assert average_precision(np.asarray(labels)[0], two_bars, 0.95) == 1.0

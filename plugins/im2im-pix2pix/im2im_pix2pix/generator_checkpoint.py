@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from im2im_core.errors import ConfigError, DataError
+from im2im_core.inference.checkpoint import read_checkpoint
 
 #: State-dict prefixes of the network in checkpoints of im2im frameworks: FCN, Pix2Pix.
 PREFIXES = ("backbone.", "generator.")
@@ -19,15 +19,16 @@ def load_generator_weights(generator: nn.Module, checkpoint: str | Path) -> None
     Raises
     ------
     DataError
-        If the file is missing or holds neither prefix.
+        If the file is missing, unreadable, holds objects that could run code when loaded
+        (it is read with ``weights_only=True``), or holds neither prefix.
     ConfigError
         If its weights do not fit ``generator`` (another architecture or other sizes).
     """
     path = Path(checkpoint)
-    if not path.is_file():
-        raise DataError(f"generator_checkpoint not found: {path}")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    state = saved.get("state_dict", saved) if isinstance(saved, dict) else {}
+    try:
+        state = read_checkpoint(path)["state_dict"]
+    except DataError as exc:
+        raise DataError(f"generator_checkpoint: {exc}") from None
     for prefix in PREFIXES:
         weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if weights:

@@ -17,8 +17,8 @@ from im2im_core.data import Im2ImDataModule
 from im2im_core.data.normalization import PercentileNormalized
 from im2im_core.data.transforms import Binarized
 from im2im_core.errors import ConfigError, DataError
-from im2im_core.frameworks import FCN
-from im2im_core.inference import predict
+from im2im_core.frameworks import FCN, Im2ImFramework
+from im2im_core.inference import predict, predict_batch
 from im2im_core.networks import FNet, PatchGAN
 from im2im_core.testing import copy_pairs
 from im2im_pix2pix.pix2pix import Pix2Pix
@@ -71,7 +71,7 @@ def fit(model: Pix2Pix, data: dict[str, torch.Tensor], steps: int) -> pl.Trainer
 
 # ------------------------------------------------------------------ construction
 def test_default_discriminator_fits_the_generator() -> None:
-    model = Pix2Pix(generator=tiny_generator(3, in_channels=3, out_channels=2))
+    model = Pix2Pix(generator=tiny_generator(3, in_channels=3, out_channels=2), spatial_dims=3)
     assert isinstance(model.discriminator, PatchGAN)
     assert model.discriminator.spatial_dims == 3 and model.discriminator.n_layers == 3
     first = next(m for m in model.discriminator.modules() if isinstance(m, torch.nn.Conv3d))
@@ -175,8 +175,8 @@ def test_prediction_is_the_generator_through_the_core_sliding_window() -> None:
     network_output = predict(model.generator, image, roi_size=[32, 32], overlap=0.25)
     assert framework_output.shape == (80, 72) and framework_output.dtype == np.float32
     np.testing.assert_allclose(framework_output, network_output, atol=1e-5)
-    assert Pix2Pix.predict_step is FCN.predict_step  # one predict_step for both frameworks
-    [whole] = model.predict_step({"IM": torch.from_numpy(image)[None, None]}, 0)
+    assert Pix2Pix.predict_step is FCN.predict_step is Im2ImFramework.predict_step  # the core predicts
+    [whole] = predict_batch(model, {"IM": torch.from_numpy(image)[None, None]})
     np.testing.assert_allclose(whole[0], framework_output, atol=1e-5)
 
 
@@ -231,7 +231,7 @@ def test_resume_restores_both_optimizers_schedulers_pool_and_step(first_run: tup
     ckpt_dir = tmp_path / "ckpt"
     ckpt_dir.mkdir()
     start_from = shutil.copy(first / f"step={2 * first_batches}.ckpt", ckpt_dir / "start.ckpt")
-    saved = torch.load(start_from, map_location="cpu", weights_only=False)
+    saved = torch.load(start_from, map_location="cpu", weights_only=True)
     assert saved["global_step"] == 2 * first_batches
     assert [float(next(iter(o["state"].values()))["step"]) for o in saved["optimizer_states"]] == [first_batches] * 2
     assert [s["last_epoch"] for s in saved["lr_schedulers"]] == [0, 0]
@@ -242,10 +242,30 @@ def test_resume_restores_both_optimizers_schedulers_pool_and_step(first_run: tup
     assert start["adam_steps"] == [[float(first_batches)]] * 2  # both optimizers' moments and step counts came back
     assert start["scheduler_epochs"] == [0, 0] and start["lrs"] == [2e-4, 2e-4]
     assert start["pool"] == 3  # the image pool is in the checkpoint too
-    final = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)
+    final = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
     assert final["global_step"] == trainer.global_step == 12  # 6 batches in all, whatever the interruption
     assert [float(next(iter(o["state"].values()))["step"]) for o in final["optimizer_states"]] == [6.0, 6.0]
     # one epoch finished (4 batches): each scheduler stepped exactly once, also across the restart
     assert [s["last_epoch"] for s in final["lr_schedulers"]] == [1, 1]
     assert [o.param_groups[0]["lr"] for o in trainer.optimizers] == pytest.approx([1e-4, 1.8e-4])
     json.dumps(start)  # plain numbers only
+
+
+class _CreatesAFile:
+    """Unpickling this calls ``open(path, "w")``: a checkpoint that runs code when loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return open, (str(self.path), "w")
+
+
+def test_a_generator_checkpoint_that_runs_code_is_refused(tmp_path: Path) -> None:
+    from im2im_pix2pix.generator_checkpoint import load_generator_weights
+
+    marker, evil = tmp_path / "pwned", tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"generator.x": torch.zeros(1)}, "payload": _CreatesAFile(marker)}, evil)
+    with pytest.raises(DataError, match="generator_checkpoint: checkpoint .*evil.ckpt refused"):
+        load_generator_weights(tiny_generator(), evil)
+    assert not marker.exists()

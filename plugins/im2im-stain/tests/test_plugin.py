@@ -12,7 +12,8 @@ import yaml
 
 import im2im_stain
 from im2im_cli.main import main
-from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers, printed_config, read_preset
+from im2im_cli.testing import printed_config
+from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers, read_preset
 from im2im_stain import plugin
 from im2im_stain.macenko import separate_stains
 

@@ -8,20 +8,18 @@ the core's (``im2im_core.networks``, ``im2im_core.losses``, ``ImagePool``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable
 from torch import nn
 
+from im2im_core import keys
 from im2im_core.errors import ConfigError
-from im2im_core.frameworks.fcn import FCN
+from im2im_core.frameworks import AdversarialFramework, gan_adam
+from im2im_core.frameworks.base import LRInterval
 from im2im_core.frameworks.image_pool import ImagePool
-from im2im_core.inference.sliding_window import predict_image
-from im2im_core.losses import gan_loss as make_gan_loss
 from im2im_core.metrics import dice, pearson
 from im2im_core.networks import PatchGAN, ResNetGenerator
 from im2im_core.networks.patchgan import network_channels
@@ -29,19 +27,10 @@ from im2im_utom.schedules import ConstantThenLinearDecay, run_length
 
 __all__ = ["CycleGAN", "gan_adam"]
 
-GANMode = Literal["least_squares", "lsgan", "bce", "vanilla", "hinge"]
 Direction = Literal["AtoB", "BtoA"]
-
-#: Arguments that only change prediction; not saved as hyperparameters, so the command line sets them.
-PREDICTION_SETTINGS = ("direction", "output_threshold", "roi_size", "overlap", "sw_batch_size")
 
 #: Optimizer steps per training batch: the generators' (both in one optimizer), then the discriminators'.
 STEPS_PER_BATCH = 2
-
-
-def gan_adam(params: Iterable) -> torch.optim.Optimizer:
-    """Adam with CycleGAN's settings: learning rate 2e-4, betas (0.5, 0.999)."""
-    return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
 
 
 def _channels(name: str, network: nn.Module) -> tuple[int, int, int]:
@@ -51,7 +40,7 @@ def _channels(name: str, network: nn.Module) -> tuple[int, int, int]:
         raise ConfigError(f"CycleGAN.{name}: {exc}") from None
 
 
-class CycleGAN(pl.LightningModule):
+class CycleGAN(AdversarialFramework):
     """Train two generators and two discriminators on unpaired images of domains A and B.
 
     Each training batch (``IM``: domain-A patches, ``GT``: domain-B patches, unrelated) first
@@ -82,8 +71,6 @@ class CycleGAN(pl.LightningModule):
         Dimensions and channels of domains A and B, for the networks built by default. Read
         from the generators when not given (2, 1, 1 when no generator is given either); when
         both are given they must agree.
-    gan_loss : {"least_squares", "lsgan", "bce", "vanilla", "hinge"}
-        Adversarial loss (``im2im_core.losses``); least squares as in CycleGAN.
     lambda_cycle : float
         Weight of each cycle-consistency L1 loss (10 in CycleGAN).
     lambda_identity : float
@@ -91,9 +78,6 @@ class CycleGAN(pl.LightningModule):
         tasks; 0 turns it off). Needs ``channels_a == channels_b``.
     pool_size : int
         Generated images kept per domain for discriminator updates (50 in CycleGAN; 0: none).
-    generator_optimizer, discriminator_optimizer : callable
-        ``optimizer(params)``, for both generators together and both discriminators together;
-        default Adam, learning rate 2e-4, betas (0.5, 0.999).
     generator_lr_scheduler, discriminator_lr_scheduler : callable, optional
         ``scheduler(optimizer)``, ticked once per ``lr_interval``. Default
         :class:`~im2im_utom.schedules.ConstantThenLinearDecay` without arguments: the rate is
@@ -108,8 +92,11 @@ class CycleGAN(pl.LightningModule):
     output_threshold : float, optional
         Prediction outputs above it become 1, others 0 (uint8 masks), e.g. 0 for masks learnt
         in [-1, 1]. Default: intensities (float32).
-    roi_size, overlap, sw_batch_size
-        Sliding-window inference in validation and prediction, as in FCN.
+    **kwargs
+        Of :class:`~im2im_core.frameworks.AdversarialFramework`: ``gan_loss`` (least squares,
+        as in CycleGAN) and the two optimizers (one for both generators, one for both
+        discriminators); of :class:`~im2im_core.frameworks.Im2ImFramework`: ``roi_size``,
+        ``overlap``, ``sw_batch_size``.
     """
 
     def __init__(
@@ -121,50 +108,37 @@ class CycleGAN(pl.LightningModule):
         spatial_dims: int | None = None,
         channels_a: int | None = None,
         channels_b: int | None = None,
-        gan_loss: GANMode = "least_squares",
         lambda_cycle: float = 10.0,
         lambda_identity: float = 0.0,
         pool_size: int = 50,
-        generator_optimizer: OptimizerCallable = gan_adam,
-        discriminator_optimizer: OptimizerCallable = gan_adam,
         generator_lr_scheduler: LRSchedulerCallable | None = ConstantThenLinearDecay,
         discriminator_lr_scheduler: LRSchedulerCallable | None = ConstantThenLinearDecay,
-        lr_interval: Literal["epoch", "step"] = "epoch",
+        lr_interval: LRInterval = "epoch",
         direction: Direction = "AtoB",
         output_threshold: float | None = None,
-        roi_size: list[int] | None = None,
-        overlap: float = 0.25,
-        sw_batch_size: int = 4,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        # Networks and callables live in the run's config.yaml, not in the checkpoint's hyperparameters.
-        # Prediction settings are left out too: LightningCLI applies a checkpoint's hyperparameters over
-        # the command line, which would ignore `im2im predict --ckpt_path X --model.init_args.direction BtoA`.
-        self.save_hyperparameters(ignore=["generator_ab", "generator_ba", "discriminator_a", "discriminator_b",
-                                          "generator_optimizer", "discriminator_optimizer",
-                                          "generator_lr_scheduler", "discriminator_lr_scheduler", *PREDICTION_SETTINGS])
-        self.automatic_optimization = False
         dims, ch_a, ch_b = self._domains(generator_ab, generator_ba, spatial_dims, channels_a, channels_b)
-        self.spatial_dims, self.channels_a, self.channels_b = dims, ch_a, ch_b
+        super().__init__(spatial_dims=dims, generator_lr_scheduler=generator_lr_scheduler,
+                         discriminator_lr_scheduler=discriminator_lr_scheduler, lr_interval=lr_interval, **kwargs)
+        self.channels_a, self.channels_b = ch_a, ch_b
         if lambda_identity > 0 and ch_a != ch_b:
             raise ConfigError(f"CycleGAN: lambda_identity {lambda_identity} needs domains with equal channels; "
                               f"A has {ch_a}, B has {ch_b} (set lambda_identity 0)")
         if direction not in ("AtoB", "BtoA"):
             raise ConfigError(f"CycleGAN: direction {direction!r} is not 'AtoB' or 'BtoA'")
-        if lr_interval not in ("epoch", "step"):
-            raise ConfigError(f"CycleGAN: lr_interval {lr_interval!r} is not 'epoch' or 'step'")
-        # generator_ab registered first: the core reads the dimensions from the first convolution
         self.generator_ab = generator_ab if generator_ab is not None else ResNetGenerator(dims, ch_a, ch_b)
         self.generator_ba = generator_ba if generator_ba is not None else ResNetGenerator(dims, ch_b, ch_a)
         self.discriminator_a = discriminator_a if discriminator_a is not None else PatchGAN(dims, ch_a, norm="INSTANCE")
         self.discriminator_b = discriminator_b if discriminator_b is not None else PatchGAN(dims, ch_b, norm="INSTANCE")
-        self.gan_loss = make_gan_loss(gan_loss)
         self.pool_a, self.pool_b = ImagePool(pool_size), ImagePool(pool_size)
         self.lambda_cycle, self.lambda_identity = lambda_cycle, lambda_identity
-        self.optimizer_factories = (generator_optimizer, discriminator_optimizer)
-        self.scheduler_factories = (generator_lr_scheduler, discriminator_lr_scheduler)
-        self.lr_interval, self.direction, self.output_threshold = lr_interval, direction, output_threshold
-        self.roi_size, self.overlap, self.sw_batch_size = roi_size, overlap, sw_batch_size
+        self.direction, self.output_threshold = direction, output_threshold
+
+    @classmethod
+    def network_arguments(cls, spatial_dims: int, in_channels: int | None, target_channels: int | None) -> dict[str, dict[str, int | None]]:
+        """Domain A is the input, B the target: the framework's own dimensions and channels."""
+        return {"": {"spatial_dims": spatial_dims, "channels_a": in_channels, "channels_b": target_channels}}
 
     @staticmethod
     def _domains(generator_ab: nn.Module | None, generator_ba: nn.Module | None, spatial_dims: int | None,
@@ -195,27 +169,21 @@ class CycleGAN(pl.LightningModule):
             raise ConfigError(f"CycleGAN: spatial_dims must be 2 or 3, got {values[0]}")
         return values[0], values[1], values[2]
 
-    # ----------------------------------------------------------------- Framework protocol
+    # ----------------------------------------------------------------- the contract
     @property
     def generator(self) -> nn.Module:
         """The generator of ``direction``: ``generator_ab`` for AtoB, ``generator_ba`` for BtoA."""
         return self.generator_ab if self.direction == "AtoB" else self.generator_ba
 
-    def predict_patch(self, patch: torch.Tensor) -> torch.Tensor:
-        """The output of the ``direction`` generator for a batch of input patches."""
-        return self.generator(patch)
+    def window_network(self) -> nn.Module:
+        """The generator of ``direction``."""
+        return self.generator
 
     def postprocess(self, output: torch.Tensor) -> torch.Tensor:
         """Intensities (float32), or masks (uint8) when ``output_threshold`` is set."""
         if self.output_threshold is None:
             return output.float()
         return (output > self.output_threshold).to(torch.uint8)
-
-    # The core's whole-image prediction through Lightning's predict loop, shared with FCN.
-    predict_step = FCN.predict_step
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.generator(x)
 
     # ----------------------------------------------------------------- training
     def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor, fake_a: torch.Tensor,
@@ -238,92 +206,64 @@ class CycleGAN(pl.LightningModule):
         return 0.5 * (self.gan_loss(discriminator(real), True) + self.gan_loss(discriminator(fake), False))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        real_a, real_b = batch["IM"], batch["GT"]
+        """One step of both generators (discriminators frozen), then one of both discriminators."""
+        real_a, real_b = batch[keys.IMAGE], batch[keys.TARGET]
         optimizer_g, optimizer_d = self.optimizers()
+        losses: dict[str, torch.Tensor] = {}
+        fakes: list[torch.Tensor] = []
 
-        # generators, with the discriminators frozen
-        self.toggle_optimizer(optimizer_g)
-        fake_b, fake_a = self.generator_ab(real_a), self.generator_ba(real_b)
-        losses = self.generator_losses(real_a, real_b, fake_a, fake_b)
-        loss_g = torch.stack(list(losses.values())).sum()
-        optimizer_g.zero_grad()
-        self.manual_backward(loss_g)
-        optimizer_g.step()
-        self.untoggle_optimizer(optimizer_g)
+        def generator_loss() -> torch.Tensor:
+            fakes.extend((self.generator_ab(real_a), self.generator_ba(real_b)))
+            losses.update(self.generator_losses(real_a, real_b, fakes[1], fakes[0]))
+            return torch.stack(list(losses.values())).sum()
 
-        # discriminators, on real images and (pooled) generated ones
-        self.toggle_optimizer(optimizer_d)
-        loss_d_a = self._discriminator_loss(self.discriminator_a, real_a, self.pool_a.query(fake_a))
-        loss_d_b = self._discriminator_loss(self.discriminator_b, real_b, self.pool_b.query(fake_b))
-        optimizer_d.zero_grad()
-        self.manual_backward(loss_d_a + loss_d_b)
-        optimizer_d.step()
-        self.untoggle_optimizer(optimizer_d)
+        parts: dict[str, torch.Tensor] = {}
 
+        def discriminator_loss() -> torch.Tensor:  # real images against (pooled) generated ones
+            parts["a"] = self._discriminator_loss(self.discriminator_a, real_a, self.pool_a.query(fakes[1]))
+            parts["b"] = self._discriminator_loss(self.discriminator_b, real_b, self.pool_b.query(fakes[0]))
+            return parts["a"] + parts["b"]
+
+        loss_g = self.manual_step(optimizer_g, generator_loss)
+        self.manual_step(optimizer_d, discriminator_loss)
         size = real_a.shape[0]
         self.log("train_loss", loss_g, prog_bar=True, batch_size=size)
-        self.log_dict({"train_loss_d_a": loss_d_a, "train_loss_d_b": loss_d_b,
+        self.log_dict({"train_loss_d_a": parts["a"], "train_loss_d_b": parts["b"],
                        **{f"train_{name}": value for name, value in losses.items()}}, batch_size=size)
 
     # ----------------------------------------------------------------- learning rates
-    @property
-    def batches_done(self) -> int:
-        """Training batches finished so far (restored with the global step on resume)."""
-        return self.trainer.global_step // STEPS_PER_BATCH
-
     def run_length(self) -> tuple[int, int]:
         """``(batches, epochs)`` of the whole run, from the trainer's limits."""
         return run_length(self.trainer, STEPS_PER_BATCH)
 
-    def configure_optimizers(self) -> list[dict[str, Any]]:
-        configs = []
-        networks = ((self.generator_ab, self.generator_ba), (self.discriminator_a, self.discriminator_b))
-        for factory, scheduler_factory, pair in zip(self.optimizer_factories, self.scheduler_factories, networks,
-                                                    strict=True):
-            optimizer = factory([p for network in pair for p in network.parameters()])
-            if scheduler_factory is None:
-                configs.append({"optimizer": optimizer})
-                continue
-            scheduler = scheduler_factory(optimizer)
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                raise ConfigError("CycleGAN: ReduceLROnPlateau needs a validation loss, which unpaired training has not")
-            if isinstance(scheduler, ConstantThenLinearDecay) and not scheduler.resolved:
-                batches, epochs = self.run_length()
-                scheduler.resolve(epochs if self.lr_interval == "epoch" else batches)
-            configs.append({"optimizer": optimizer, "lr_scheduler": scheduler})
-        return configs
+    def generator_networks(self) -> list[nn.Module]:
+        """Both generators, trained by one optimizer."""
+        return [self.generator_ab, self.generator_ba]
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """Tick each LR scheduler until it has ticked once per finished epoch (or batch).
+    def discriminator_networks(self) -> list[nn.Module]:
+        """Both discriminators, trained by the other."""
+        return [self.discriminator_a, self.discriminator_b]
 
-        Idempotent and driven by the restored epoch and global step, so a run resumed from a
-        checkpoint saved at any point ticks each scheduler exactly as an uninterrupted one.
-        """
-        done = self.current_epoch if self.lr_interval == "epoch" else self.batches_done
-        for config in self.trainer.lr_scheduler_configs:
-            while config.scheduler.last_epoch < done:
-                config.scheduler.step()
+    def prepare_scheduler(self, scheduler: Any) -> Any:
+        """Refuse ``ReduceLROnPlateau`` (no validation loss); give ``ConstantThenLinearDecay`` the run's length."""
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            raise ConfigError("CycleGAN: ReduceLROnPlateau needs a validation loss, which unpaired training has not")
+        if isinstance(scheduler, ConstantThenLinearDecay) and not scheduler.resolved:
+            batches, epochs = self.run_length()
+            scheduler.resolve(epochs if self.lr_interval == "epoch" else batches)
+        return scheduler
 
     # ----------------------------------------------------------------- validation (paired data only)
-    def _window(self) -> list[int]:
-        if self.roi_size is not None:
-            return list(self.roi_size)
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is None or not hasattr(datamodule, "patch_size"):
-            raise ConfigError("CycleGAN.roi_size is not set and no data module gives a patch_size")
-        return list(datamodule.patch_size)
+    def validation_pair(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The paired validation data of ``direction``: (A, B) for AtoB, (B, A) for BtoA."""
+        image, target = batch[keys.IMAGE], batch[keys.TARGET]
+        return (image, target) if self.direction == "AtoB" else (target, image)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """On paired validation data (the unpaired layout has none): L1, and Dice or Pearson's r."""
-        image, target = (batch["IM"], batch["GT"]) if self.direction == "AtoB" else (batch["GT"], batch["IM"])
-        output = predict_image(self, image, self._window(), self.overlap, self.sw_batch_size)
-        self.log("val_loss", F.l1_loss(output, target), batch_size=1, sync_dist=True)
-        final = self.postprocess(output).cpu()
+    def validation_metrics(self, output: torch.Tensor, final: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+        """L1, and Pearson's r (intensities) or Dice (masks, with ``output_threshold``)."""
+        metrics: dict[str, Any] = {"val_loss": F.l1_loss(output, target)}
         if self.output_threshold is None:
-            self.log("val_pearson", pearson(final, target.cpu()), prog_bar=True, batch_size=1, sync_dist=True)
+            metrics["val_pearson"] = pearson(final.cpu(), target.cpu())
         else:
-            self.log("val_dice", dice(final, target.cpu() > self.output_threshold), prog_bar=True, batch_size=1,
-                     sync_dist=True)
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)
+            metrics["val_dice"] = dice(final.cpu(), target.cpu() > self.output_threshold)
+        return metrics

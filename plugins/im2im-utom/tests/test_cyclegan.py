@@ -240,7 +240,7 @@ def test_resume_restores_both_optimizers_schedulers_pools_and_thresholds(tiny, u
     """4 domain-A images, one per batch. Interrupted after 3 batches (mid-epoch), resumed to the end (6 batches)."""
     ckpt_dir = tmp_path / "ckpt"
     first, _ = fit_utom(tiny, unpaired_data, ckpt_dir, stop_after=6)
-    saved = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)
+    saved = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 6
     assert [float(next(iter(o["state"].values()))["step"]) for o in saved["optimizer_states"]] == [3.0, 3.0]
     # default schedule over the run's 6 batches: 3 constant, 3 decaying; 3 batches done: ticks 0, 1, 2
@@ -257,7 +257,7 @@ def test_resume_restores_both_optimizers_schedulers_pools_and_thresholds(tiny, u
     assert start["scheduler_ticks"] == [2, 2] and start["lrs"] == pytest.approx([2e-4, 2e-4])
     assert start["pools"] == [3, 3]  # the image pools are in the checkpoint
     assert start["thresholds"] == pytest.approx([threshold_a, 0.0])  # kept, not chosen again
-    final = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)
+    final = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
     assert final["global_step"] == fit.global_step == 12
     assert [float(next(iter(o["state"].values()))["step"]) for o in final["optimizer_states"]] == [6.0, 6.0]
     assert [(s["constant"], s["decay"], s["last_epoch"]) for s in final["lr_schedulers"]] == [(3, 3, 5)] * 2
