@@ -55,7 +55,8 @@ BYTES_PER_VOXEL_C = 1300  # measured peak of one fnet pass on the CPU, with some
 
 def _peak_gb() -> float:
     """Peak resident memory of this process (VmHWM): unlike ``ru_maxrss``, which a child
-    inherits from its parent on Linux, it starts afresh at ``exec``."""
+    inherits from its parent on Linux, it starts afresh at ``exec``.
+    """
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024 / 1e9
@@ -183,7 +184,8 @@ def _c_crop(shape: tuple[int, ...], max_gb: float) -> list[int]:
 
 def _write_volume(path: Path, gigabytes: float) -> tuple[int, int, int]:
     """A uint16 OME-Zarr volume of about ``gigabytes`` GB (a smooth pattern plus noise), written
-    in blocks of whole chunks, so that making it needs little memory."""
+    in blocks of whole chunks, so that making it needs little memory.
+    """
     from im2im_core.inference.outputs import ZarrOutput
 
     side = 2048 if gigabytes >= 1 else 1024

@@ -103,7 +103,8 @@ def main() -> None:
 
     figures: dict[str, object] = {
         "image": args.image.name, "shape": list(rgb.shape), "repeats": args.repeats,
-        "cpu_threads_torch": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+        "cpu_threads_torch": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
         "load_average_1min": os.getloadavg()[0],
     }
     runs: dict[str, Callable[[], object]] = {
@@ -134,7 +135,8 @@ def main() -> None:
     print(f"  ratio Macenko / rgb2hed (per round)       : {figures['ratio_macenko_to_rgb2hed']:.2f}")
     if args.quality:
         figures.update(quality(channel_first))
-        print("  quality: " + ", ".join(f"{k} {figures[k]:.4g}" for k in figures if k.startswith(("self_", "restained", "max_conc", "monai"))))
+        print("  quality: " + ", ".join(f"{k} {figures[k]:.4g}" for k in figures
+                                        if k.startswith(("self_", "restained", "max_conc", "monai"))))
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}))
 
 

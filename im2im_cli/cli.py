@@ -39,6 +39,7 @@ class RunConfigInCheckpoint(pl.Callback):
         self.config_text = config_text
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Add the run's config and the im2im version to ``checkpoint``, under ``CONFIG_KEY``."""
         checkpoint[CONFIG_KEY] = {"config": self.config_text, "version": __version__}
 
 
@@ -97,14 +98,17 @@ class Im2ImCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 (LightningArgumentParser)
+        """Add the options of :class:`PredictionWriter`, as ``prediction.*``."""
         parser.add_lightning_class_args(PredictionWriter, "prediction")
 
     def _parse_ckpt_path(self) -> None:
         """Nothing: the checkpoint's own config is read before parsing (:func:`with_checkpoint_config`),
         so options given on the command line win over it (Lightning's version applies saved
-        hyperparameters over them)."""
+        hyperparameters over them).
+        """
 
     def after_instantiate_classes(self) -> None:
+        """For ``fit``, add the callback that stores the resolved config in every checkpoint."""
         if self.fitting:
             parser = self._parser(self.subcommand)
             text = parser.dump(self.config[self.subcommand], skip_none=False)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-_NOISE = re.compile(r"^(Does not validate|Subtypes:|Errors:|Given value|Expected a <class 'NoneType'>|Parser key|Problem with given class_path)")
+_NOISE = re.compile(r"^(Does not validate|Subtypes:|Errors:|Given value|Expected a <class 'NoneType'>|Parser key"
+                    r"|Problem with given class_path)")
 
 
 def summarize_parse_error(message: str) -> str:

@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             return evaluate_command(argv[1:])
         if argv[0] in LIGHTNING_SUBCOMMANDS:
             return run_lightning(argv)
-        return _error(f"unknown subcommand {argv[0]!r}; expected one of {', '.join(LIGHTNING_SUBCOMMANDS)}, evaluate, plugins, presets")
+        return _error(f"unknown subcommand {argv[0]!r}; "
+                      f"expected one of {', '.join(LIGHTNING_SUBCOMMANDS)}, evaluate, plugins, presets")
     except Exception as exc:
         user_error = _user_error(exc)
         if user_error is None:

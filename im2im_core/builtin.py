@@ -12,13 +12,16 @@ from typing import Any
 
 from im2im_core.hookspecs import hookimpl
 
+
 @hookimpl
 def im2im_register_frameworks() -> dict[str, Any]:
+    """The frameworks of the core, by import path: FCN."""
     return {"FCN": "im2im_core.frameworks.fcn:FCN"}
 
 
 @hookimpl
 def im2im_register_backbones() -> dict[str, Any]:
+    """The networks of the core and of MONAI, by import path."""
     # the same names as im2im_core.networks.BUILTIN_BACKBONES (a test checks that they agree)
     return {
         "fnet": "im2im_core.networks.fnet:FNet",
@@ -41,6 +44,7 @@ def im2im_register_backbones() -> dict[str, Any]:
 
 @hookimpl
 def im2im_register_transforms() -> dict[str, Any]:
+    """The transforms of the core and MONAI's z-score normalization, by import path."""
     return {
         "ReadImaged": "im2im_core.data.transforms:ReadImaged",
         "Binarized": "im2im_core.data.transforms:Binarized",
@@ -53,6 +57,7 @@ def im2im_register_transforms() -> dict[str, Any]:
 
 @hookimpl
 def im2im_register_readers() -> dict[str, Any]:
+    """The image readers, by import path: bioio, and aicsimageio where it is installed."""
     readers: dict[str, Any] = {"bioio": "im2im_core.data.readers:BioioReader"}
     if importlib.util.find_spec("aicsimageio") is not None:
         readers["aicsimageio"] = "im2im_core.data.readers:AicsImageIOReader"
@@ -61,6 +66,7 @@ def im2im_register_readers() -> dict[str, Any]:
 
 @hookimpl
 def im2im_register_presets() -> dict[str, Any]:
+    """The presets the core ships (its ``presets`` folder)."""
     from im2im_core.presets import presets_in
 
     return presets_in(Path(__file__).parent / "presets")

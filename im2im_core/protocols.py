@@ -114,14 +114,16 @@ class Backbone(Protocol):
 
     def __call__(
         self, *, spatial_dims: int, in_channels: int, out_channels: int, **kwargs: Any
-    ) -> torch.nn.Module: ...
+    ) -> torch.nn.Module:
+        """Build the network, mapping ``(B, in_channels, *spatial)`` to ``(B, out_channels, *spatial)``."""
 
 
 @runtime_checkable
 class Transform(Protocol):
     """A dictionary transform in MONAI's sense: maps a sample dict to a sample dict."""
 
-    def __call__(self, data: Mapping[str, Any]) -> dict[str, Any]: ...
+    def __call__(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the transformed sample."""
 
 
 @dataclass
@@ -152,4 +154,5 @@ class ImageData:
 class Reader(Protocol):
     """Turns a path into an :class:`ImageData` with the axes a config asks for."""
 
-    def read(self, path: str) -> ImageData: ...
+    def read(self, path: str) -> ImageData:
+        """Read the image file at ``path`` (its pixels may stay lazy)."""

@@ -11,6 +11,7 @@ import numpy as np
 from monai.data import DataLoader, set_track_meta
 from monai.transforms import Compose, RandFlipd, RandRotate90d, SelectItemsd, SpatialPadd, Transform
 
+from im2im_core.axes import spatial_of
 from im2im_core.data.datasets import CacheMode, UnpairedDataset, build_dataset, partial_subset
 from im2im_core.data.layouts import paired_samples, unpaired_samples
 from im2im_core.data.normalization import PercentileNormalized
@@ -18,6 +19,7 @@ from im2im_core.data.readers import check_dims
 from im2im_core.data.sampling import Sampling, choose_sampling, patch_sampler, sampling_cleanup, sampling_precompute
 from im2im_core.data.transforms import Binarized, PerTimepointd, ReadImaged
 from im2im_core.errors import DataError
+from im2im_core.keys import COSTMAP, IMAGE, IMAGE_NORMALIZE, TARGET, TARGET_PATH
 from im2im_core.protocols import Reader
 
 TargetKind = Literal["mask", "labels", "intensity", "none"]
@@ -130,9 +132,10 @@ class Im2ImDataModule(pl.LightningDataModule):
         self.reader_name, self.dims, self.selection = reader, check_dims(dims), {"T": T, "C": C, "Z": Z}
         self.target = "none" if layout == "images" else target
         self.patch_size = list(patch_size)
-        spatial = sum(axis in "ZYX" for axis in self.dims)
+        spatial = len(spatial_of(self.dims))
         if len(self.patch_size) != spatial:
-            raise DataError(f"patch_size {self.patch_size} has {len(self.patch_size)} entries but dims {dims!r} has {spatial} spatial axes")
+            raise DataError(f"patch_size {self.patch_size} has {len(self.patch_size)} entries "
+                            f"but dims {dims!r} has {spatial} spatial axes")
         if cache == "disk" and cache_dir is None:
             raise DataError("data.cache is 'disk' but data.cache_dir is not set: give a folder for the cache")
         if not 0 < partial_fraction <= 1:
@@ -157,6 +160,7 @@ class Im2ImDataModule(pl.LightningDataModule):
 
     @property
     def unpaired(self) -> bool:
+        """Whether the layout is ``unpaired``: two domains, no input/target pairs."""
         return self.layout == "unpaired"
 
     # ----------------------------------------------------------------- transforms
@@ -165,12 +169,12 @@ class Im2ImDataModule(pl.LightningDataModule):
 
     def _normalize_steps(self, keys: list[str]) -> list[Transform]:
         steps: list[Transform] = []
-        if "GT" in keys and self.target == "mask":
-            steps.append(Binarized("GT"))
+        if TARGET in keys and self.target == "mask":
+            steps.append(Binarized(TARGET))
         if self.normalize is not None:
             steps.extend(self.normalize)
         else:
-            norm_keys = [k for k in keys if k == "IM" or (k == "GT" and self.target == "intensity")]
+            norm_keys = [k for k in keys if k == IMAGE or (k == TARGET and self.target == "intensity")]
             if norm_keys:
                 steps.append(PercentileNormalized(norm_keys))
         return steps
@@ -182,10 +186,10 @@ class Im2ImDataModule(pl.LightningDataModule):
 
     def train_transform(self, keys: list[str]) -> Compose:
         """Read and normalize (the cached part), then pad, sample patches and augment."""
-        has_costmap = "CM" in keys
-        sampling = choose_sampling(self.sampling, self.target if "GT" in keys and not self.unpaired else "none", has_costmap)
+        has_costmap = COSTMAP in keys
+        sampling = choose_sampling(self.sampling, self.target if TARGET in keys and not self.unpaired else "none", has_costmap)
         crop = patch_sampler(sampling, keys, self.patch_size, self.samples_per_image, self.foreground_fraction,
-                             weight_key="CM" if has_costmap else "GT")
+                             weight_key=COSTMAP if has_costmap else TARGET)
         augment = self.augment if self.augment is not None else self._default_augment(keys)
         precompute = sampling_precompute(sampling, keys)
         # padding first: the precomputed foreground indices must refer to the padded image
@@ -204,13 +208,14 @@ class Im2ImDataModule(pl.LightningDataModule):
 
     def _find_samples(self, path: str) -> list[dict[str, str]]:
         if self.target == "none":
-            return [{"IM": s["IM"]} for s in paired_samples(path, "images" if self.layout == "images" else self.layout,
+            return [{IMAGE: s[IMAGE]} for s in paired_samples(path, "images" if self.layout == "images" else self.layout,
                                                             self.input_dir, self.target_dir, need_target=False)]
         return paired_samples(path, self.layout, self.input_dir, self.target_dir)
 
     def _split(self) -> None:
         if self.unpaired:
-            self.train_samples, self.domain_b_samples = unpaired_samples(self._require_data_path(), self.input_dir, self.target_dir)
+            self.train_samples, self.domain_b_samples = unpaired_samples(self._require_data_path(), self.input_dir,
+                                                                         self.target_dir)
             self.val_samples = []
             return
         samples = self._find_samples(self._require_data_path())
@@ -233,7 +238,7 @@ class Im2ImDataModule(pl.LightningDataModule):
         checked for NaN, so that a bad pixel does not stop training mid-epoch.
         """
         reader = self.make_reader()
-        keys_with_cm = {frozenset(s) & {"CM"} for s in self.train_samples + self.val_samples}
+        keys_with_cm = {frozenset(s) & {COSTMAP} for s in self.train_samples + self.val_samples}
         if len(keys_with_cm) > 1:
             raise DataError("some samples have a cost map (CM) and others not: give one for every sample or none")
         for sample in [*self.train_samples, *self.val_samples, *self.domain_b_samples]:
@@ -272,25 +277,34 @@ class Im2ImDataModule(pl.LightningDataModule):
                           persistent_workers=self.num_workers > 0 and self.partial_fraction == 1)
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled training patches, ``batch_size // samples_per_image`` images per batch.
+
+        With ``partial_fraction`` < 1, only a random share of the images, drawn anew for the epoch
+        in which the loader is built. Unpaired data: each domain-A image with a random domain-B image.
+        """
         trainer = self._trainer_or_none()
         round_index = trainer.current_epoch if trainer is not None else 0
         samples = partial_subset(self.train_samples, self.partial_fraction, round_index, self.split_seed)
         if self.unpaired:
-            domain_a = build_dataset(samples, self.train_transform(["IM"]), self.cache, self.cache_dir, self.num_workers)
-            domain_b = build_dataset(self.domain_b_samples, self.train_transform(["GT"]), self.cache, self.cache_dir, self.num_workers)
+            domain_a = build_dataset(samples, self.train_transform([IMAGE]), self.cache, self.cache_dir, self.num_workers)
+            domain_b = build_dataset(self.domain_b_samples, self.train_transform([TARGET]), self.cache, self.cache_dir,
+                                     self.num_workers)
             return self._loader(UnpairedDataset(domain_a, domain_b, self.split_seed + round_index), shuffle=True)
-        keys = sorted(samples[0], key=["IM", "GT", "CM"].index)
-        return self._loader(build_dataset(samples, self.train_transform(keys), self.cache, self.cache_dir, self.num_workers), shuffle=True)
+        keys = sorted(samples[0], key=[IMAGE, TARGET, COSTMAP].index)
+        return self._loader(build_dataset(samples, self.train_transform(keys), self.cache, self.cache_dir, self.num_workers),
+                            shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
+        """Whole validation images, one per batch; ``[]`` when there are none."""
         if not self.val_samples:
             return []
-        keys = [k for k in ("IM", "GT") if k in self.val_samples[0]]
+        keys = [k for k in (IMAGE, TARGET) if k in self.val_samples[0]]
         dataset = build_dataset(self.val_samples, self.eval_transform(keys), "memory" if self.cache != "none" else "none",
                                 num_workers=self.num_workers)
         return DataLoader(dataset, batch_size=1, num_workers=self.num_workers)
 
     def test_dataloader(self) -> DataLoader | list:
+        """Same as :meth:`val_dataloader`: testing uses the validation images."""
         return self.val_dataloader()
 
     def lazy_normalization(self) -> tuple[float, float] | None:
@@ -299,7 +313,7 @@ class Im2ImDataModule(pl.LightningDataModule):
         Then prediction reads images lazily and normalizes window by window (with these
         percentiles of each timepoint); any other normalization needs the image in memory.
         """
-        steps = self._normalize_steps(["IM"])
+        steps = self._normalize_steps([IMAGE])
         if len(steps) != 1 or type(steps[0]) is not PercentileNormalized:
             return None
         scaler = steps[0].scaler
@@ -308,22 +322,25 @@ class Im2ImDataModule(pl.LightningDataModule):
 
     def predict_transform(self) -> Compose:
         """Read input images with a T axis kept (``dims`` with T): lazily when
-        :meth:`lazy_normalization` applies, else whole and normalized timepoint by timepoint."""
+        :meth:`lazy_normalization` applies, else whole and normalized timepoint by timepoint.
+        """
         if self.lazy_normalization() is not None:
-            return Compose([ReadImaged(["IM"], reader=self.make_reader(), keep_time=True, lazy=True)])
-        return Compose([ReadImaged(["IM"], reader=self.make_reader(), keep_time=True),
-                        PerTimepointd(["IM"], self._normalize_steps(["IM"]))])
+            return Compose([ReadImaged([IMAGE], reader=self.make_reader(), keep_time=True, lazy=True)])
+        return Compose([ReadImaged([IMAGE], reader=self.make_reader(), keep_time=True),
+                        PerTimepointd([IMAGE], self._normalize_steps([IMAGE]))])
 
     def predict_dataloader(self) -> DataLoader:
         """One image per batch, as lists (arrays may be lazy); targets are not read here (the
-        writer evaluates them). ``IM_normalize``: percentiles for prediction to apply, or None."""
+        writer evaluates them). ``IM_normalize``: percentiles for prediction to apply, or None.
+        """
         normalize = self.lazy_normalization()
-        samples = [{"IM": s["IM"], "GT_path": s.get("GT", ""), "IM_normalize": normalize} for s in self.predict_samples]
+        samples = [{IMAGE: s[IMAGE], TARGET_PATH: s.get(TARGET, ""), IMAGE_NORMALIZE: normalize} for s in self.predict_samples]
         return DataLoader(build_dataset(samples, self.predict_transform(), "none"), batch_size=1, num_workers=self.num_workers,
                           collate_fn=collate_as_lists)
 
 
 def collate_as_lists(samples: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """A batch as a dict of lists: images of any size, lazy or not, are neither stacked nor
-    copied to the device (prediction moves one window batch at a time)."""
+    copied to the device (prediction moves one window batch at a time).
+    """
     return {key: [sample[key] for sample in samples] for key in samples[0]}

@@ -12,6 +12,7 @@ from monai.data.utils import pickle_hashing
 from torch.utils.data import Dataset as TorchDataset
 
 from im2im_core.errors import Im2ImError
+from im2im_core.keys import IMAGE, TARGET
 
 CacheMode = Literal["memory", "disk", "none"]
 
@@ -75,5 +76,5 @@ class UnpairedDataset(TorchDataset):
         a = self.domain_a[index]
         b = self.domain_b[self.rng.randrange(len(self.domain_b))]
         if isinstance(a, list):
-            return [{"IM": pa["IM"], "GT": pb["GT"]} for pa, pb in zip(a, b)]
-        return {"IM": a["IM"], "GT": b["GT"]}
+            return [{IMAGE: pa[IMAGE], TARGET: pb[TARGET]} for pa, pb in zip(a, b)]
+        return {IMAGE: a[IMAGE], TARGET: b[TARGET]}

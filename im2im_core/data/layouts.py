@@ -20,6 +20,7 @@ import csv
 from pathlib import Path
 
 from im2im_core.errors import DataError
+from im2im_core.keys import COSTMAP, IMAGE, TARGET
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".zarr", ".ome.zarr", ".png", ".czi", ".nd2", ".lif")
 LAYOUTS = ("auto", "subfolders", "suffix", "csv", "images")
@@ -75,10 +76,10 @@ def paired_samples(data_path: str | Path, layout: str = "auto", input_dir: str =
     if layout == "subfolders":
         samples = []
         for image in list_images(data_path / input_dir):
-            sample = {"IM": str(image)}
+            sample = {IMAGE: str(image)}
             matches = [p for p in (data_path / target_dir).glob(_stem(image) + ".*") if _is_image(p) and _stem(p) == _stem(image)]
             if matches:
-                sample["GT"] = str(matches[0])
+                sample[TARGET] = str(matches[0])
             samples.append(sample)
     elif layout == "suffix":
         by_stem = {_stem(p): p for p in list_images(data_path)}
@@ -86,8 +87,8 @@ def paired_samples(data_path: str | Path, layout: str = "auto", input_dir: str =
         for stem, image in by_stem.items():
             if not stem.endswith("_IM"):
                 continue
-            sample = {"IM": str(image)}
-            for key in ("GT", "CM"):
+            sample = {IMAGE: str(image)}
+            for key in (TARGET, COSTMAP):
                 other = by_stem.get(stem[:-3] + "_" + key)
                 if other is not None:
                     sample[key] = str(other)
@@ -97,10 +98,10 @@ def paired_samples(data_path: str | Path, layout: str = "auto", input_dir: str =
     elif layout == "csv":
         samples = _csv_samples(data_path)
     else:
-        samples = [{"IM": str(p)} for p in list_images(data_path)]
+        samples = [{IMAGE: str(p)} for p in list_images(data_path)]
     if need_target:
         for sample in samples:
-            if "GT" not in sample:
+            if TARGET not in sample:
                 where = data_path / target_dir if layout == "subfolders" else data_path
                 raise DataError(f"no target for input {sample['IM']}: expected a file named like it in {where}")
     return samples
@@ -115,7 +116,7 @@ def _csv_samples(csv_path: Path) -> list[dict[str, str]]:
     samples = []
     for line, row in enumerate(rows, start=2):
         sample = {}
-        for column, key in (("input", "IM"), ("target", "GT"), ("costmap", "CM")):
+        for column, key in (("input", IMAGE), ("target", TARGET), ("costmap", COSTMAP)):
             value = (row.get(column) or "").strip()
             if not value:
                 continue
@@ -127,7 +128,8 @@ def _csv_samples(csv_path: Path) -> list[dict[str, str]]:
     return samples
 
 
-def unpaired_samples(data_path: str | Path, domain_a: str = "IM", domain_b: str = "GT") -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+def unpaired_samples(data_path: str | Path, domain_a: str = "IM",
+                     domain_b: str = "GT") -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """Return the images of two unpaired domains, ``data_path/<domain_a>`` and ``<domain_b>``.
 
     Each is a list of ``{"IM": path}`` (domain A) or ``{"GT": path}`` (domain B); the two
@@ -138,6 +140,6 @@ def unpaired_samples(data_path: str | Path, domain_a: str = "IM", domain_b: str 
     for name, folder in folders.items():
         if not folder.is_dir():
             raise DataError(f"unpaired domain {name} folder not found: {folder}")
-    images_a = [{"IM": str(p)} for p in list_images(folders["A"])]
-    images_b = [{"GT": str(p)} for p in list_images(folders["B"])]
+    images_a = [{IMAGE: str(p)} for p in list_images(folders["A"])]
+    images_b = [{TARGET: str(p)} for p in list_images(folders["B"])]
     return images_a, images_b

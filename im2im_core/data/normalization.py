@@ -68,6 +68,7 @@ class CenterNormalized(MapTransform):
         self.z_chunk, self.spatial_dims = z_chunk, spatial_dims
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return the sample with each key's image z-scored (float32) by its central planes' statistics."""
         sample = dict(data)
         for key in self.key_iterator(sample):
             image = np.asarray(sample[key], dtype=np.float32)

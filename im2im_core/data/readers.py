@@ -19,7 +19,8 @@ def check_dims(dims: str) -> str:
     RGB image adds S (its colour samples) after X, e.g. ``"YXS"``.
     """
     if not dims.removesuffix("S").endswith("YX") or any(d not in ALL_DIMS for d in dims) or len(set(dims)) != len(dims):
-        raise DataError(f"dims {dims!r} is not valid: expected letters of 'TCZYX' in that order ending in 'YX' (or 'YXS' for RGB), e.g. 'YX', 'ZYX', 'CZYX', 'YXS'")
+        raise DataError(f"dims {dims!r} is not valid: expected letters of 'TCZYX' in that order ending in 'YX' "
+                        "(or 'YXS' for RGB), e.g. 'YX', 'ZYX', 'CZYX', 'YXS'")
     if "".join(d for d in ALL_DIMS if d in dims) != dims:
         raise DataError(f"dims {dims!r} must keep the order T, C, Z, Y, X, S")
     return dims
@@ -89,7 +90,7 @@ class AicsImageIOReader(BioioReader):
     """
 
     def open(self, path: Path) -> Any:
-        """aicsimageio's ``AICSImage`` for ``path``."""
+        """Aicsimageio's ``AICSImage`` for ``path``."""
         from aicsimageio import AICSImage
 
         return AICSImage(path)

@@ -22,7 +22,8 @@ Sampling = Literal["auto", "uniform", "foreground", "content", "weighted"]
 
 def choose_sampling(sampling: Sampling, target: str, has_costmap: bool) -> str:
     """Resolve ``auto``: weighted by the cost map if there is one, foreground-balanced for
-    masks and labels, uniform for intensity targets and unpaired or image-only data."""
+    masks and labels, uniform for intensity targets and unpaired or image-only data.
+    """
     if sampling != "auto":
         return sampling
     if has_costmap:
@@ -37,9 +38,11 @@ CONTENT_KEY = "content_mask"
 class ContentMaskd(MapTransform):
     """``content_mask``: 1 where the image under ``keys[0]`` (its channel mean) is above
     Otsu's threshold, 0 elsewhere: where the content is, for images without a target
-    (unpaired domains). MONAI has Otsu only as a whole-sample transform, so this is ours."""
+    (unpaired domains). MONAI has Otsu only as a whole-sample transform, so this is ours.
+    """
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return the sample with its ``content_mask`` added."""
         sample = dict(data)
         image = np.asarray(sample[self.keys[0]]).mean(axis=0)
         threshold = threshold_otsu(image) if image.min() < image.max() else image.max()

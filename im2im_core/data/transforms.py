@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 from monai.transforms import MapTransform
 
+from im2im_core.axes import spatial_of
 from im2im_core.data.readers import BioioReader
 from im2im_core.errors import DataError
+from im2im_core.keys import dims_key, path_key, pixel_sizes_key
 from im2im_core.protocols import Reader
 
 
@@ -49,6 +51,7 @@ class ReadImaged(MapTransform):
         self.check_pairs, self.keep_time, self.lazy = check_pairs, keep_time, lazy
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return the sample with each path replaced by its array, and ``<key>_path``, ``_dims``, ``_pixel_sizes``."""
         sample = dict(data)
         shapes: dict[str, tuple[str, tuple[int, ...]]] = {}
         for key in self.key_iterator(sample):
@@ -69,9 +72,9 @@ class ReadImaged(MapTransform):
             if not hasattr(array, "compute") and not np.isfinite(array).all():
                 raise DataError(f"{path}: image contains NaN or infinite values")
             sample[key] = array
-            sample[f"{key}_path"] = path
-            sample[f"{key}_dims"] = ("T" if timed else "") + "C" + "".join(a for a in image.dims if a in "ZYX")
-            sample[f"{key}_pixel_sizes"] = {k: v for k, v in image.physical_pixel_sizes.items() if v is not None}
+            sample[path_key(key)] = path
+            sample[dims_key(key)] = ("T" if timed else "") + "C" + spatial_of(image.dims)
+            sample[pixel_sizes_key(key)] = {k: v for k, v in image.physical_pixel_sizes.items() if v is not None}
             shapes[str(key)] = (path, array.shape[lead + 1:])
         if self.check_pairs and len({shape for _, shape in shapes.values()}) > 1:
             listing = "; ".join(f"{path} has shape {shape}" for path, shape in shapes.values())
@@ -83,6 +86,7 @@ class Binarized(MapTransform):
     """Turn a label image into a 0/1 foreground mask (``label > 0``)."""
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return the sample with each key's image as a float32 0/1 mask."""
         sample = dict(data)
         for key in self.key_iterator(sample):
             sample[key] = (sample[key] > 0).astype(np.float32)
@@ -107,8 +111,9 @@ class PerTimepointd(MapTransform):
         return sample
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        """Return the sample with ``transforms`` applied to each timepoint and the timepoints stacked again."""
         sample = dict(data)
-        timed = [key for key in self.key_iterator(sample) if str(sample.get(f"{key}_dims", "")).startswith("T")]
+        timed = [key for key in self.key_iterator(sample) if str(sample.get(dims_key(key), "")).startswith("T")]
         if not timed:
             return self._apply(sample)
         frames = [self._apply({**sample, **{key: sample[key][t] for key in timed}}) for t in range(len(sample[timed[0]]))]

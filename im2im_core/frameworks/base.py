@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from im2im_core.axes import channels_first
 from im2im_core import keys
+from im2im_core.axes import channels_first
 from im2im_core.errors import ConfigError
 from im2im_core.inference.postprocess import Postprocess
 from im2im_core.inference.tta import Symmetry, undo_symmetry

@@ -59,7 +59,8 @@ class FCN(Im2ImFramework):
         self.threshold = threshold
 
     @classmethod
-    def network_arguments(cls, spatial_dims: int, in_channels: int | None, target_channels: int | None) -> dict[str, dict[str, int | None]]:
+    def network_arguments(cls, spatial_dims: int, in_channels: int | None,
+                          target_channels: int | None) -> dict[str, dict[str, int | None]]:
         """The backbone maps the input's channels to the target's."""
         return {"backbone": {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": target_channels}}
 

@@ -67,9 +67,11 @@ class ImagePool(nn.Module):
 
     # ----------------------------------------------------------------- checkpoints
     def get_extra_state(self) -> Any:
+        """The stored images (on the CPU), saved in checkpoints."""
         return {"images": [image.cpu() for image in self.images]}
 
     def set_extra_state(self, state: Any) -> None:
+        """Restore the stored images of a checkpoint (at most ``pool_size``), on the device of those held now."""
         device = next((image.device for image in self.images), None)
         images = list(state.get("images", [])) if isinstance(state, dict) else []
         self.images = [image.to(device) if device is not None else image for image in images][: self.pool_size]

@@ -95,7 +95,8 @@ def build_model(config_text: str, source: str) -> torch.nn.Module:
         raise ConfigError(f"{source}: cannot build the model: {str(exc).splitlines()[0]}") from None
 
 
-def load_model(checkpoint: str | Path, config: str | Path | None = None, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+def load_model(checkpoint: str | Path, config: str | Path | None = None,
+               map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """Build the model of a checkpoint and load its weights (eval mode).
 
     Parameters
@@ -124,7 +125,8 @@ def load_model(checkpoint: str | Path, config: str | Path | None = None, map_loc
         result = model.load_state_dict(contents["state_dict"], strict=False)
     except RuntimeError as exc:  # a weight of another shape
         detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc).splitlines()[0])
-        raise ConfigError(f"checkpoint {checkpoint} does not fit the model {type(model).__name__} of {source}: {detail}") from None
+        raise ConfigError(f"checkpoint {checkpoint} does not fit the model {type(model).__name__} of {source}: "
+                          f"{detail}") from None
     if result.missing_keys or result.unexpected_keys:
         listing = ", ".join([*result.missing_keys[:3], *result.unexpected_keys[:3]])
         raise ConfigError(f"checkpoint {checkpoint} does not fit the model {type(model).__name__} of {source}: "

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from im2im_core.axes import SPATIAL
 from im2im_core.data.layouts import _stem
 from im2im_core.errors import DataError
 
@@ -61,7 +62,7 @@ def atomic_output(path: Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 def _pixel_sizes(dims: str, pixel_sizes: dict[str, float | None]) -> tuple[float | None, float | None, float | None]:
-    return tuple(pixel_sizes.get(axis) if axis in dims else None for axis in "ZYX")  # type: ignore[return-value]
+    return tuple(pixel_sizes.get(axis) if axis in dims else None for axis in SPATIAL)  # type: ignore[return-value]
 
 
 def save_ome_tiff(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[str, float | None]) -> None:
@@ -69,10 +70,12 @@ def save_ome_tiff(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[st
     from bioio_base.types import PhysicalPixelSizes
     from bioio_ome_tiff.writers import OmeTiffWriter
 
-    OmeTiffWriter.save(array, str(path), dim_order=dims, physical_pixel_sizes=PhysicalPixelSizes(*_pixel_sizes(dims, pixel_sizes)))
+    OmeTiffWriter.save(array, str(path), dim_order=dims,
+                       physical_pixel_sizes=PhysicalPixelSizes(*_pixel_sizes(dims, pixel_sizes)))
 
 
-def write_ome_tiff(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[str, float | None], overwrite: bool = True) -> None:
+def write_ome_tiff(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[str, float | None],
+                   overwrite: bool = True) -> None:
     """:func:`save_ome_tiff` through a temporary file and a rename: a crash leaves no file at ``path``."""
     with atomic_output(path, overwrite) as partial:
         save_ome_tiff(array, partial, dims, pixel_sizes)
@@ -112,11 +115,11 @@ class ZarrOutput:
         from bioio_ome_zarr.writers import OMEZarrWriter
 
         chunk_shape = list(chunks) if chunks is not None else default_chunks(shape, dims)
-        scale = [pixel_sizes.get(a) or 1.0 if a in "ZYX" else 1.0 for a in dims]
+        scale = [pixel_sizes.get(a) or 1.0 if a in SPATIAL else 1.0 for a in dims]
         self.writer = OMEZarrWriter(str(store), level_shapes=[tuple(shape)], dtype=np.dtype(dtype), chunk_shape=[chunk_shape],
                                     axes_names=[a.lower() for a in dims],
                                     axes_types=["time" if a == "T" else "channel" if a == "C" else "space" for a in dims],
-                                    axes_units=["micrometer" if a in "ZYX" else None for a in dims],
+                                    axes_units=["micrometer" if a in SPATIAL else None for a in dims],
                                     physical_pixel_size=scale)
         self.writer.initialize()
         self.shape = tuple(shape)

@@ -24,9 +24,9 @@ from im2im_core.inference.checkpoint import load_model
 from im2im_core.inference.optimize import channels_last, optimized_copy
 from im2im_core.inference.options import Inference
 from im2im_core.inference.outputs import ZarrOutput, default_chunks
+from im2im_core.inference.plain_network import PlainNetwork, first_convolution_dims
 from im2im_core.inference.postprocess import Postprocess
 from im2im_core.inference.sliding_window import predict_windows
-from im2im_core.inference.plain_network import PlainNetwork, first_convolution_dims
 from im2im_core.inference.tta import with_tta
 from im2im_core.inference.windows import MAX_AUTO_ALIGN, auto_window
 from im2im_core.protocols import Framework, WindowDefaults, is_framework
@@ -67,7 +67,7 @@ def _guess_dims(ndim: int, net_dims: int, slice_by_slice: bool) -> str:
 
 
 def _lazy(array: Any) -> Any:
-    """numpy and torch arrays as they are; anything else (zarr, h5py, ...) as a lazy dask array."""
+    """Numpy and torch arrays as they are; anything else (zarr, h5py, ...) as a lazy dask array."""
     if isinstance(array, (np.ndarray, torch.Tensor)) or hasattr(array, "compute"):
         return array
     import dask.array as da
@@ -160,7 +160,8 @@ class _Collector:
         if self.target is None:
             self.out_dims = self.dims if final.shape[0] == 1 else with_channels(self.dims)
             shape = tuple(final.shape[0] if a == "C" else self.shape[self.dims.index(a)] for a in self.out_dims)
-            self.target = self.store_factory(shape, self.out_dims, final.dtype) if self.store_factory else np.zeros(shape, final.dtype)
+            self.target = (self.store_factory(shape, self.out_dims, final.dtype) if self.store_factory
+                           else np.zeros(shape, final.dtype))
         if "C" not in self.out_dims:
             final = final[0]
         channels = (slice(0, final.shape[0]),) if "C" in self.out_dims else ()

@@ -19,7 +19,8 @@ from im2im_core.inference.options import PredictionSettings
 from im2im_core.inference.predict_array import predict
 
 
-def predict_batch(framework: nn.Module, batch: dict[str, Any], settings: PredictionSettings | None = None) -> list[np.ndarray | None]:
+def predict_batch(framework: nn.Module, batch: dict[str, Any],
+                  settings: PredictionSettings | None = None) -> list[np.ndarray | None]:
     """Predict every image of ``batch`` (the data module's predict batch) with ``framework``.
 
     Parameters

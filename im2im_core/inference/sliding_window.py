@@ -46,7 +46,8 @@ def _chunks(items: Iterator[tuple[int, ...]], size: int) -> Iterator[list[tuple[
 def _window(slab: torch.Tensor, offsets: Sequence[int], roi: Sequence[int], padding_mode: PaddingMode,
             prepare: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
     """The window at ``offsets`` of ``slab`` (``(C, *spatial)``) as float32, ``prepare``-d, then
-    padded at the end to ``roi`` (so padding is in the units the network sees)."""
+    padded at the end to ``roi`` (so padding is in the units the network sees).
+    """
     region = (slice(None), *(slice(o, o + r) for o, r in zip(offsets, roi)))
     window = slab[region].float()
     window = prepare(window) if prepare is not None else window
@@ -140,7 +141,8 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
     """
     spatial = tuple(int(s) for s in image.shape[1:])
     if len(roi_size) != len(spatial):
-        raise ValueError(f"roi_size {list(roi_size)} has {len(roi_size)} entries but the image has {len(spatial)} spatial axes {spatial}")
+        raise ValueError(f"roi_size {list(roi_size)} has {len(roi_size)} entries "
+                         f"but the image has {len(spatial)} spatial axes {spatial}")
     axis = sweep_axis(spatial, roi_size) if axis is None else axis
     order = [axis, *(a for a in range(len(spatial)) if a != axis)]  # swept axis first, internally
     roi, size = [int(roi_size[a]) for a in order], [spatial[a] for a in order]

@@ -139,7 +139,8 @@ def outer(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def _axis_options(size: int, smallest: int, overlap: float, align: int) -> list[tuple[int, int]]:
     """``(window, count)`` for each count of windows along an axis: the smallest aligned window
-    of at least ``smallest`` pixels that covers ``size`` with that many windows."""
+    of at least ``smallest`` pixels that covers ``size`` with that many windows.
+    """
     full = max(align, math.ceil(size / align) * align)
     options: dict[int, int] = {}
     for window in range(full, min(full, max(align, smallest)) - 1, -align):

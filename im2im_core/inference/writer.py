@@ -16,7 +16,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
-import torch
 from bioio import BioImage
 from lightning.pytorch.callbacks import BasePredictionWriter
 
@@ -32,7 +31,8 @@ from im2im_core.metrics import dice, pearson
 __all__ = ["PredictionWriter", "output_path", "write_ome_tiff"]
 
 
-def write_ome_zarr(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[str, float | None], overwrite: bool = True) -> None:
+def write_ome_zarr(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[str, float | None],
+                   overwrite: bool = True) -> None:
     """Write ``array`` with axes ``dims`` as OME-Zarr, through a temporary folder and a rename."""
     with atomic_output(path, overwrite) as partial:
         ZarrOutput(partial, array.shape, dims, array.dtype, pixel_sizes).write(tuple(slice(0, n) for n in array.shape), array)
@@ -105,12 +105,14 @@ class PredictionWriter(BasePredictionWriter):
         return output_path(input_path, self.output_dir, self.suffix, self.output_format)
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Check that no output would be replaced (unless ``overwrite``); create ``output_dir`` and the progress bar."""
         self.scores = []
         samples = getattr(trainer.datamodule, "predict_samples", [])
         if not self.overwrite:
             existing = [p for s in samples if (p := self._path(s[keys.IMAGE])).exists()]
             if existing:
-                raise DataError(f"output exists: {existing[0]} ({len(existing)} in all); pass --prediction.overwrite true to replace")
+                raise DataError(f"output exists: {existing[0]} ({len(existing)} in all); "
+                                "pass --prediction.overwrite true to replace")
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.window_bar = WindowProgressBar() if trainer.progress_bar_callback is not None and trainer.is_global_zero else None
 
@@ -124,7 +126,8 @@ class PredictionWriter(BasePredictionWriter):
     @contextmanager
     def open_output(self, input_path: str, pixel_sizes: dict[str, float]) -> Iterator[Callable[..., ZarrOutput]]:
         """The OME-Zarr store factory for the output of ``input_path``, under a temporary name
-        that becomes the output's when the block ends without error."""
+        that becomes the output's when the block ends without error.
+        """
         with atomic_output(self._path(input_path), self.overwrite) as partial:
             yield lambda shape, dims, dtype: ZarrOutput(partial, shape, dims, dtype, pixel_sizes)
 
@@ -167,6 +170,7 @@ class PredictionWriter(BasePredictionWriter):
             self.scores.append((Path(input_path).name, "Pearson", pearson(array, target)))
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Close the progress bar; print where the predictions are and their scores against the targets."""
         if self.window_bar is not None:
             self.window_bar.close()
         print(f"predictions written to {self.output_dir}")

@@ -24,6 +24,7 @@ class FeatureMatchingLoss(nn.Module):
     """
 
     def forward(self, fake: list[list[torch.Tensor]], real: list[list[torch.Tensor]]) -> torch.Tensor:
+        """The loss of the ``fake`` against the ``real`` features (per scale, the discriminator's block outputs)."""
         if len(fake) != len(real) or not fake:
             raise ValueError(f"feature matching: {len(fake)} fake and {len(real)} real scales")
         total = fake[0][0].new_zeros(())

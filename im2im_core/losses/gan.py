@@ -68,6 +68,7 @@ class LeastSquaresGANLoss(_LabelLoss):
     """
 
     def single(self, logits: torch.Tensor, target_is_real: bool, for_discriminator: bool) -> torch.Tensor:
+        """Mean squared error of ``logits`` to the real or the fake label."""
         return F.mse_loss(logits, self.target(logits, target_is_real))
 
 
@@ -78,6 +79,7 @@ class BCEGANLoss(_LabelLoss):
     """
 
     def single(self, logits: torch.Tensor, target_is_real: bool, for_discriminator: bool) -> torch.Tensor:
+        """Binary cross-entropy of ``logits`` against the real or the fake label."""
         return F.binary_cross_entropy_with_logits(logits, self.target(logits, target_is_real))
 
 
@@ -89,6 +91,7 @@ class HingeGANLoss(GANLoss):
     """
 
     def single(self, logits: torch.Tensor, target_is_real: bool, for_discriminator: bool) -> torch.Tensor:
+        """The hinge loss of one logit map; ``-mean(logits)`` for the generator."""
         if not for_discriminator:
             if not target_is_real:
                 raise ValueError("HingeGANLoss: the generator's loss is for target_is_real=True only")

@@ -97,6 +97,7 @@ class ResNetGenerator(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(B, in_channels, [Z], Y, X)`` to ``(B, out_channels, [Z], Y, X)``; sizes multiples of ``2 ** n_downsampling``."""
         multiple = 2 ** self.n_downsampling
         if any(int(s) % multiple for s in x.shape[2:]):
             raise ValueError(f"ResNetGenerator: spatial shape {tuple(x.shape[2:])} is not a multiple of {multiple} "

@@ -38,8 +38,8 @@ def aicsimageio_python(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("aicsimageio_env")
     venv.create(folder, with_pip=True)
     python = folder / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "aicsimageio>=4.9,<5", "numcodecs<0.16"],
-                   check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "aicsimageio>=4.9,<5",
+                    "numcodecs<0.16"], check=True)
     return python
 
 

@@ -15,6 +15,7 @@ from im2im_core.errors import ConfigError, DataError
 from im2im_core.inference import load_model, predict, read_checkpoint
 from im2im_core.testing import DEMO_DATA, copy_pairs
 
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run of the demo preset, two steps (its config.yaml in the run folder, as ``im2im fit`` writes it)."""
@@ -51,7 +52,8 @@ def test_predict_from_the_checkpoint_alone_writes_the_same_with_or_without_confi
     saved_config = next(run.rglob("config.yaml"))
     kept = tmp_path / "config.yaml"
     kept.write_text(saved_config.read_text())
-    before = {"alone": _predict(checkpoint, tmp_path / "a"), "config": _predict(checkpoint, tmp_path / "b", "--config", str(kept))}
+    before = {"alone": _predict(checkpoint, tmp_path / "a"),
+              "config": _predict(checkpoint, tmp_path / "b", "--config", str(kept))}
     saved_config.unlink()
     after = {"alone": _predict(checkpoint, tmp_path / "c"), "config": _predict(checkpoint, tmp_path / "d", "--config", str(kept))}
     assert not list(run.rglob("config.yaml"))  # predicting writes no config.yaml into the run folder

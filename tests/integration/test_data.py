@@ -139,7 +139,8 @@ def test_normalizations():
 
     image = np.random.default_rng(1).gamma(2.0, 100.0, (1, 40, 16, 16)).astype(np.float32)
     out = PercentileNormalized(["IM"], lower=1, upper=99, out_range="-1,1")({"IM": image})["IM"]
-    assert np.isclose(np.percentile(np.asarray(out), 1), -1, atol=1e-3) and np.isclose(np.percentile(np.asarray(out), 99), 1, atol=1e-3)
+    assert (np.isclose(np.percentile(np.asarray(out), 1), -1, atol=1e-3)
+            and np.isclose(np.percentile(np.asarray(out), 99), 1, atol=1e-3))
     centred = CenterNormalized(["IM"], z_chunk=8)({"IM": image})["IM"]
     middle = centred[:, 16:24]
     assert abs(float(middle.mean())) < 1e-4 and abs(float(middle.std()) - 1) < 1e-3
@@ -188,7 +189,8 @@ def test_empty_folder_and_empty_domain(tmp_path):
 def test_content_sampling_centres_unpaired_patches_on_each_domains_content(data_2d, tmp_path):
     """A BBBC039 crop is mostly background: with ``content`` sampling and foreground_fraction 1
     patches are centred above the image's Otsu threshold (unless moved in from a border);
-    uniform patches mostly are not."""
+    uniform patches mostly are not.
+    """
     from monai.utils import set_determinism
     from skimage.filters import threshold_otsu
 

@@ -26,7 +26,8 @@ def _intensity_pairs(tmp_path: Path) -> tuple[Path, Path, list[tuple[np.ndarray,
     rng = np.random.default_rng(0)
     targets = [rng.random((32, 40)).astype(np.float32) for _ in range(3)]
     preds = [(t + rng.normal(0, s, t.shape)).astype(np.float32) for t, s in zip(targets, (0.05, 0.1, 0.2))]
-    pred_dir, gt_dir = _folders(tmp_path, {f"cell{i}_pred.ome.tiff": p for i, p in enumerate(preds[:2])} | {"cell2.tif": preds[2]},
+    pred_dir, gt_dir = _folders(tmp_path,
+                                {f"cell{i}_pred.ome.tiff": p for i, p in enumerate(preds[:2])} | {"cell2.tif": preds[2]},
                                 {f"cell{i}.tif": t for i, t in enumerate(targets)})
     return pred_dir, gt_dir, list(zip(preds, targets))
 

@@ -49,7 +49,8 @@ def test_not_a_mapping(tmp_path):
 
 def test_overrides_resolve_short_names_and_keep_others():
     args = expand_arguments(["fit", "--model.backbone", "fnet", "--data.batch_size=4", "--trainer.fast_dev_run"], get_registry())
-    assert args == ["fit", "--model.backbone", "im2im_core.networks.fnet.FNet", "--data.batch_size", "4", "--trainer.fast_dev_run"]
+    assert args == ["fit", "--model.backbone", "im2im_core.networks.fnet.FNet", "--data.batch_size", "4",
+                    "--trainer.fast_dev_run"]
     with pytest.raises(ConfigError, match="command line: unknown name 'nonet'"):
         expand_arguments(["fit", "--model.init_args.backbone.class_path=nonet"], get_registry())
 

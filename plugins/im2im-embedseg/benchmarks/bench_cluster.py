@@ -83,7 +83,8 @@ def watershed_baseline(seed: np.ndarray, seed_threshold: float = 0.9, foreground
     from skimage.segmentation import watershed
 
     smooth = ndimage.gaussian_filter(seed, 2)
-    peaks = peak_local_max(smooth, min_distance=5, threshold_abs=seed_threshold * smooth.max(), labels=(seed > foreground_threshold).astype(int))
+    peaks = peak_local_max(smooth, min_distance=5, threshold_abs=seed_threshold * smooth.max(),
+                           labels=(seed > foreground_threshold).astype(int))
     markers = np.zeros(seed.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     return watershed(-smooth, markers, mask=seed > foreground_threshold)
@@ -117,12 +118,14 @@ def main() -> None:
         "cluster_s": round(ours, 4), "cluster_no_box_s": round(unbounded, 4),
         "naive_full_image_s": round(naive, 4), "watershed_s": round(ws, 4),
         "speedup_vs_naive": round(naive / ours, 1),
-        "same_labels_as_naive": bool(np.array_equal(ours_labels, naive_labels) and np.array_equal(unbounded_labels, naive_labels)),
+        "same_labels_as_naive": bool(np.array_equal(ours_labels, naive_labels)
+                                     and np.array_equal(unbounded_labels, naive_labels)),
         "ap50_cluster": round(average_precision(ours_labels, labels, 0.5), 4),
         "ap50_watershed": round(average_precision(ws_labels, labels, 0.5), 4),
         "found": int(ours_labels.max()),
     }
-    print(f"clustering {result['image']}, {result['objects']} nuclei, CPU, {result['threads']} thread(s), median of {args.repeats}:")
+    print(f"clustering {result['image']}, {result['objects']} nuclei, CPU, {result['threads']} thread(s), "
+          f"median of {args.repeats}:")
     print(f"  im2im_embedseg.cluster (box per object)  {ours:.4f} s   AP50 {result['ap50_cluster']}")
     print(f"  same, every pixel per object             {unbounded:.4f} s")
     print(f"  naive numpy, every pixel per seed        {naive:.4f} s   same labels: {result['same_labels_as_naive']}")

@@ -54,6 +54,7 @@ class Downsampler(nn.Module):
         self.norm = norm(out_channels, eps=1e-3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The strided convolution and the max pool of ``x``, concatenated, then BN and ReLU."""
         return torch.relu(self.norm(torch.cat([self.conv(x), self.pool(x)], dim=1)))
 
 
@@ -67,6 +68,7 @@ class Upsampler(nn.Module):
         self.norm = norm(out_channels, eps=1e-3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` upsampled ``stride`` times: transposed convolution, BN and ReLU."""
         return torch.relu(self.norm(self.conv(x)))
 
 
@@ -92,6 +94,7 @@ class NonBottleneck1D(nn.Module):
         return norm(convs[-1](x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``relu(x + y)``, ``y`` the two factorized convolutions of ``x`` (the second with dropout)."""
         y = self._factorized(self.first, self.norm1, x)
         y = self.dropout(self._factorized(self.second, self.norm2, torch.relu(y)))
         return torch.relu(x + y)
@@ -175,6 +178,7 @@ class BranchedERFNet(nn.Module):
             nn.init.zeros_(self.decoders[0][-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(B, in_channels, *spatial)`` to ``(B, out_channels, *spatial)``: the branches' outputs, concatenated."""
         spatial = tuple(x.shape[2:])
         if len(spatial) != self.spatial_dims or any(n % d for n, d in zip(spatial, self.divisor)):
             raise ValueError(f"BranchedERFNet: input of spatial shape {spatial} must have {self.spatial_dims} axes, "

@@ -108,7 +108,8 @@ class EmbedSeg(Im2ImFramework):
         self.seed_threshold, self.foreground_threshold, self.min_size = seed_threshold, foreground_threshold, min_size
 
     @classmethod
-    def network_arguments(cls, spatial_dims: int, in_channels: int | None, target_channels: int | None) -> dict[str, dict[str, int | None]]:
+    def network_arguments(cls, spatial_dims: int, in_channels: int | None,
+                          target_channels: int | None) -> dict[str, dict[str, int | None]]:
         """The backbone gives an offset and a sigma per axis and a seed map: ``2 * spatial_dims + 1`` channels."""
         return {"backbone": {"spatial_dims": spatial_dims, "in_channels": in_channels,
                              "out_channels": output_channels(spatial_dims)}}

@@ -12,16 +12,19 @@ PRESETS = Path(__file__).parent / "presets"
 
 @hookimpl
 def im2im_register_frameworks() -> dict[str, Any]:
+    """The frameworks this plugin adds, by import path: EmbedSeg."""
     return {"EmbedSeg": "im2im_embedseg.framework:EmbedSeg"}
 
 
 @hookimpl
 def im2im_register_backbones() -> dict[str, Any]:
+    """The networks this plugin adds, by import path: the branched ERFNet."""
     return {"branched_erfnet": "im2im_embedseg.erfnet:BranchedERFNet"}
 
 
 @hookimpl
 def im2im_register_presets() -> dict[str, Any]:
+    """The presets this plugin ships (its ``presets`` folder)."""
     from im2im_core.presets import presets_in
 
     return presets_in(PRESETS)

@@ -46,6 +46,7 @@ class InstanceClustering(Postprocess):
 
     @property
     def needs_whole_image(self) -> bool:
+        """Always true: clustering needs the complete stitched output."""
         return True
 
     def pointwise(self, output: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,8 @@ def data_2d(tmp_path: Path) -> Path:
 @pytest.fixture
 def data_3d(tmp_path: Path) -> Path:
     """Two 16x64x64 widefield z-stacks of a nucleus; labels: connected components of the
-    registered confocal stack above its mean (a real image, labels made for the test)."""
+    registered confocal stack above its mean (a real image, labels made for the test).
+    """
     from skimage.measure import label
 
     target = tmp_path / "data_3d"

@@ -63,7 +63,8 @@ def test_medoid_of_a_non_convex_object_lies_inside_it(mode: str) -> None:
 
 def test_anisotropic_voxels_move_the_medoid() -> None:
     """An L-shaped object in ZYX: the medoid in physical coordinates (Z voxels 3x larger) is
-    another voxel than in index coordinates, and each is the brute-force one of its metric."""
+    another voxel than in index coordinates, and each is the brute-force one of its metric.
+    """
     mask = np.zeros((10, 1, 13), bool)
     mask[:, 0, 0] = True
     mask[0, 0, :] = True

@@ -31,7 +31,8 @@ def test_touching_objects_are_split_where_a_mask_would_merge_them(hand_labels: n
 
 def test_centroid_of_a_two_part_object_still_gathers_both_parts(hand_labels: np.ndarray) -> None:
     """The centroid of object 3 lies between its squares, on background: the seeds are still on
-    the object (the seed map is), and both parts point at the same centre."""
+    the object (the seed map is), and both parts point at the same centre.
+    """
     labels = cluster(ideal_output(hand_labels, centre="centroid"), min_size=5).numpy()
     assert average_precision(labels, hand_labels, 0.99) == 1.0
 
@@ -49,7 +50,8 @@ def test_thresholds_and_min_size(hand_labels: np.ndarray) -> None:
 
 def test_a_duplicate_seed_does_not_make_a_second_object() -> None:
     """Pixels whose embeddings stray a little (noise) still join their object; leftovers that
-    are mostly inside an object already found are not a new object."""
+    are mostly inside an object already found are not a new object.
+    """
     labels = np.zeros((40, 40), np.int64)
     labels[5:20, 5:20], labels[22:36, 8:30] = 1, 2
     decoded = ideal_output(labels, sigma=2.0)

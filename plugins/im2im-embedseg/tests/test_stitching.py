@@ -22,7 +22,8 @@ OFFSET_RANGE, SIGMA_INIT = 64.0, 8.0
 
 class Passthrough(nn.Module):
     """A "network" whose input already holds its raw output: every window sees exactly the
-    whole image's values, so any difference after stitching comes from the stitching."""
+    whole image's values, so any difference after stitching comes from the stitching.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -62,7 +63,8 @@ def test_objects_crossing_window_borders_stay_whole(long_objects: np.ndarray) ->
 
 def centre_seeking(x: torch.Tensor) -> torch.Tensor:
     """An equivariant stand-in for a trained network: offsets from each pixel to the window's
-    intensity-weighted centroid, sigma per axis from the weighted spread, seed = intensity."""
+    intensity-weighted centroid, sigma per axis from the weighted spread, seed = intensity.
+    """
     dims = x.ndim - 2
     spatial = x.shape[2:]
     grid = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in spatial], indexing="ij"))
@@ -77,7 +79,8 @@ def centre_seeking(x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("mode", ["flips", "rot90", "flips_rot90"])
 def test_tta_inverse_maps_vectors_back(shape: tuple[int, ...], mode: str) -> None:
     """For an equivariant predictor every symmetry, undone, gives the plain prediction back:
-    offsets are negated by flips and turned with the image, Y and X sigmas swapped."""
+    offsets are negated by flips and turned with the image, Y and X sigmas swapped.
+    """
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0)) ** 4
     plain = centre_seeking(x)
     dims = len(shape) - 2

@@ -89,7 +89,8 @@ class Pix2Pix(AdversarialFramework):
         self._generator_loaded = generator_checkpoint is None
 
     @classmethod
-    def network_arguments(cls, spatial_dims: int, in_channels: int | None, target_channels: int | None) -> dict[str, dict[str, int | None]]:
+    def network_arguments(cls, spatial_dims: int, in_channels: int | None,
+                          target_channels: int | None) -> dict[str, dict[str, int | None]]:
         """The generator maps the input's channels to the target's; the discriminator sees both stacked."""
         stacked = in_channels + target_channels if in_channels is not None and target_channels is not None else None
         return {"generator": {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": target_channels},

@@ -97,7 +97,8 @@ def test_labelfree_3d_pix2pix_trains(registry, data_3d: Path, tmp_path: Path, mo
                                      capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     # 16 x 32 x 32 patches: fnet depth 4 needs multiples of 16; PatchGAN n_layers 2 needs 12 pixels (3 needs 24)
-    train_two_steps("labelfree_3d_pix2pix", data_3d, "[16,32,32]", capsys, "--model.init_args.discriminator.init_args.n_layers", "2")
+    train_two_steps("labelfree_3d_pix2pix", data_3d, "[16,32,32]", capsys,
+                    "--model.init_args.discriminator.init_args.n_layers", "2")
 
 
 def test_synthetic_2d_from_mask_trains_and_predicts(registry, masks_to_images: Path, tmp_path: Path,

@@ -70,6 +70,7 @@ class StainFit:
                    torch.tensor(STANDARD_HE_MAX_CONCENTRATIONS, dtype=torch.float32))
 
     def to(self, device: torch.device) -> StainFit:
+        """The same fit with both tensors on ``device``."""
         return StainFit(self.stains.to(device), self.max_concentrations.to(device))
 
 

@@ -14,6 +14,7 @@ PRESETS = Path(__file__).parent / "presets"
 
 @hookimpl
 def im2im_register_transforms() -> dict[str, Any]:
+    """The transforms this plugin adds, by import path: Macenko, stain separation, Reinhard."""
     # the names of im2im_stain.transforms.TRANSFORMS, by import path: listing them imports no MONAI
     names = ("MacenkoNormalized", "StainSeparated", "ReinhardNormalized")
     return {name: f"im2im_stain.transforms:{name}" for name in names}
@@ -21,6 +22,7 @@ def im2im_register_transforms() -> dict[str, Any]:
 
 @hookimpl
 def im2im_register_presets() -> dict[str, Any]:
+    """The presets this plugin ships, with the ``staintransfer_2d`` variant that fits the installed plugins."""
     from im2im_core.presets import presets_in
 
     presets = presets_in(PRESETS)

@@ -40,7 +40,8 @@ def _stain_fit(stains: Sequence[Sequence[float]], max_concentrations: Sequence[f
     matrix = torch.tensor(stains, dtype=torch.float32)
     if matrix.shape != (3, 2):
         raise ConfigError(f"stains must be 3 rows (R, G, B) of 2 values (hematoxylin, eosin); got shape {tuple(matrix.shape)}")
-    maxima = StainFit.standard().max_concentrations if max_concentrations is None else torch.tensor(max_concentrations, dtype=torch.float32)
+    maxima = (StainFit.standard().max_concentrations if max_concentrations is None
+              else torch.tensor(max_concentrations, dtype=torch.float32))
     if maxima.shape != (2,):
         raise ConfigError(f"max_concentrations must be 2 values (hematoxylin, eosin); got {list(max_concentrations or [])}")
     return StainFit(matrix / matrix.norm(dim=0, keepdim=True), maxima)
@@ -121,6 +122,7 @@ class MacenkoNormalized(_RGBTransform):
             self.target = StainFit.standard()
 
     def apply(self, image: Any) -> Any:
+        """One RGB image normalized; without tissue, a DataError or (``no_tissue: keep``) the image as it is."""
         try:
             return self._scaled(normalize_stains(image, self.target, self.io, self.alpha, self.beta))
         except NoTissueError:
@@ -158,7 +160,8 @@ class StainSeparated(_RGBTransform):
         if sum([per_image, reference is not None, stains is not None]) > 1:
             raise ConfigError("StainSeparated: give at most one of per_image, reference and stains")
         if not channels or any(c not in "HER" for c in channels):
-            raise ConfigError(f"StainSeparated: channels must be letters of 'HER' (hematoxylin, eosin, residual), got {channels!r}")
+            raise ConfigError("StainSeparated: channels must be letters of 'HER' (hematoxylin, eosin, residual), "
+                              f"got {channels!r}")
         self.rows = ["HER".index(c) for c in channels]
         self.io, self.alpha, self.beta = io, alpha, beta
         self.stains: StainFit | None = None
@@ -170,6 +173,7 @@ class StainSeparated(_RGBTransform):
             self.stains = StainFit.standard()
 
     def apply(self, image: Any) -> Any:
+        """The concentrations of ``channels``, ``(len(channels), *spatial)``, of one RGB image."""
         return separate_stains(image, self.stains, self.io, self.alpha, self.beta)[self.rows]
 
 
@@ -205,6 +209,7 @@ class ReinhardNormalized(_RGBTransform):
             self.target = LabStats(tuple(target_mean), tuple(target_std))
 
     def apply(self, image: Any) -> Any:
+        """One RGB image with the target's Lab mean and standard deviation."""
         return self._scaled(reinhard_normalize(image, self.target))
 
 

@@ -98,7 +98,8 @@ def test_percentile_matches_numpy(monkeypatch: pytest.MonkeyPatch, find) -> None
 def test_normalizing_the_reference_to_itself_is_close_to_identity(he_half: np.ndarray) -> None:
     """Tolerance, on 0..255: mean absolute difference below 4 over the image and below 10 over
     tissue, Pearson r above 0.985 (Macenko keeps the two stains and drops the residual, and
-    clips at io=240, so identity is not exact; measured 1.7, 5.3 and 0.995)."""
+    clips at io=240, so identity is not exact; measured 1.7, 5.3 and 0.995).
+    """
     out = normalize_stains(he_half, fit_stains(he_half))
     expected = np.minimum(he_half, 240.0)  # brighter than io is background: rendered as io
     difference = np.abs(out - expected)
@@ -113,7 +114,8 @@ def test_normalized_image_has_the_stains_of_a_differently_stained_reference(he_h
     """Reference: the H&E image (every second pixel) re-stained with Ruifrok's H and E vectors (15 degrees away from
     its own) and scaled concentrations. After normalizing the H&E image to it, the output's
     fitted stain vectors are within 1 degree of the reference's (measured 0.2-0.3), and its
-    maximum concentrations within 5%."""
+    maximum concentrations within 5%.
+    """
     source = fit_stains(he_half)
     conc = separate_stains(he_half, source)[:2].reshape(2, -1) * np.array(scale, dtype=np.float32)[:, None]
     reference = fit_stains(render(conc, RUIFROK_HE, he_half.shape))
@@ -146,7 +148,8 @@ def test_concentrations_are_non_negative(he_half: np.ndarray) -> None:
 
 def test_separation_matches_scikit_image_colour_deconvolution(he_crop: np.ndarray) -> None:
     """With the same stain matrix and io=255, H and E equal skimage.color.separate_stains
-    (which works in log base 1e-6, hence the factor ln(1e6))."""
+    (which works in log base 1e-6, hence the factor ln(1e6)).
+    """
     image = np.maximum(he_crop, 1.0)  # skimage and we treat 0 differently (1e-6 vs 1)
     stains = torch.from_numpy(unit(RUIFROK_HE).astype(np.float32))
     ours = separate_stains(image, StainFit(stains, torch.ones(2)), io=255.0)

@@ -94,7 +94,8 @@ def test_stain_separated_channels_and_sources(he_crop: np.ndarray) -> None:
 def test_reinhard_matches_the_target_lab_statistics(he_crop: np.ndarray) -> None:
     """Target: the crop's own Lab statistics shifted by (-6, 3, -2) and scaled by (1.15, 0.85, 0.9).
     Tolerance: mean within 0.5 and std within 8% (lab2rgb clips colours out of the sRGB gamut,
-    here near-white pixels; measured 0.1 and 1.5%)."""
+    here near-white pixels; measured 0.1 and 1.5%).
+    """
     source = lab_stats(he_crop)
     target = LabStats(tuple(np.add(source.mean, (-6.0, 3.0, -2.0))), tuple(np.multiply(source.std, (1.15, 0.85, 0.9))))
     out = reinhard_normalize(he_crop, target)

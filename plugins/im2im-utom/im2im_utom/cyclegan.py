@@ -136,7 +136,8 @@ class CycleGAN(AdversarialFramework):
         self.direction, self.output_threshold = direction, output_threshold
 
     @classmethod
-    def network_arguments(cls, spatial_dims: int, in_channels: int | None, target_channels: int | None) -> dict[str, dict[str, int | None]]:
+    def network_arguments(cls, spatial_dims: int, in_channels: int | None,
+                          target_channels: int | None) -> dict[str, dict[str, int | None]]:
         """Domain A is the input, B the target: the framework's own dimensions and channels."""
         return {"": {"spatial_dims": spatial_dims, "channels_a": in_channels, "channels_b": target_channels}}
 

@@ -12,11 +12,13 @@ PRESETS = Path(__file__).parent / "presets"
 
 @hookimpl
 def im2im_register_frameworks() -> dict[str, Any]:
+    """The frameworks this plugin adds, by import path: CycleGAN and UTOM."""
     return {"CycleGAN": "im2im_utom.cyclegan:CycleGAN", "UTOM": "im2im_utom.utom:UTOM"}
 
 
 @hookimpl
 def im2im_register_presets() -> dict[str, Any]:
+    """The presets this plugin ships (its ``presets`` folder)."""
     from im2im_core.presets import presets_in
 
     return presets_in(PRESETS)

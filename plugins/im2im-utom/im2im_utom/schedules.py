@@ -62,6 +62,7 @@ class ConstantThenLinearDecay(LRScheduler):
         return max(0.0, 1.0 - max(0, tick + 1 - self.constant) / (self.decay + 1))
 
     def get_lr(self) -> list[float]:
+        """The learning rates at the current tick: each initial rate times :meth:`factor`."""
         return [base * self.factor(self.last_epoch) for base in self.base_lrs]
 
     def _set_lrs(self) -> None:

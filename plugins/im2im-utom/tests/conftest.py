@@ -86,9 +86,10 @@ def tiny():
 @pytest.fixture
 def unpaired_data(images_and_masks: Path):
     """``unpaired_data(**kwargs)``: the data module of the unpaired crops, 32 x 32 patches, one image per batch."""
+    from monai.transforms import ScaleIntensityRanged
+
     from im2im_core.data import Im2ImDataModule
     from im2im_core.data.normalization import PercentileNormalized
-    from monai.transforms import ScaleIntensityRanged
 
     def build(**kwargs):  # noqa: ANN003, ANN202
         settings = {"data_path": str(images_and_masks), "layout": "unpaired", "target": "mask", "patch_size": [32, 32],

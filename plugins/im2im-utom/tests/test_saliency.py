@@ -22,7 +22,7 @@ S = {-3: 0.0474259, -1: 0.2689414, -0.5: 0.3775407, 2: 0.8807971, 3: 0.9525741, 
 
 
 def test_soft_mask_bright_and_dark_by_hand() -> None:
-    """k = 10, t = 0.5: bright content sigmoid(10 (x - 0.5)), dark content sigmoid(10 (0.5 - x))."""
+    """K = 10, t = 0.5: bright content sigmoid(10 (x - 0.5)), dark content sigmoid(10 (0.5 - x))."""
     image = row(0.2, 0.9, 0.45, 0.7)
     bright = soft_mask(image, 0.5, 10.0, "bright").ravel().tolist()
     dark = soft_mask(image, 0.5, 10.0, "dark").ravel().tolist()
@@ -42,7 +42,7 @@ def test_soft_mask_of_rgb_uses_the_grey_value() -> None:
 
 
 def test_saliency_loss_by_hand_a_bright_b_dark() -> None:
-    """k = 10; A: t 0.5, bright; B: t 0.3, dark (e.g. fluorescence to brightfield).
+    """K = 10; A: t 0.5, bright; B: t 0.3, dark (e.g. fluorescence to brightfield).
 
     T_A(a) = [s(-3), s(4)]; T_B(G_AB(a)) = s(10 (0.3 - [0.4, 0.1])) = [s(-1), s(2)];
     forward = (|0.0474259 - 0.2689414| + |0.9820138 - 0.8807971|) / 2 = (0.2215155 + 0.1012167) / 2 = 0.1613661.
