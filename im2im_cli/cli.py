@@ -12,10 +12,11 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from im2im_cli.network_arguments import merged_config, network_options
+from im2im_cli.run_folder import follow_root_dir
 from im2im_core import __version__
 from im2im_core.data import Im2ImDataModule
 from im2im_core.errors import ConfigError
-from im2im_core.inference.checkpoint import CONFIG_KEY, read_checkpoint, run_config
+from im2im_core.inference.checkpoint import CONFIG_KEY, check_fits, read_checkpoint, run_config
 from im2im_core.inference.writer import PredictionWriter
 
 # MONAI's dictionary transforms type their ``keys`` as Hashable, which jsonargparse cannot
@@ -82,7 +83,7 @@ class Im2ImCLI(LightningCLI):
     """
 
     def __init__(self, args: list[str] | None = None) -> None:
-        args = with_checkpoint_config(list(args or []))
+        args = follow_root_dir(with_checkpoint_config(list(args or [])))
         self.fitting = bool(args) and args[0] == "fit"
         super().__init__(
             model_class=LightningModule,
@@ -108,7 +109,10 @@ class Im2ImCLI(LightningCLI):
         """
 
     def after_instantiate_classes(self) -> None:
-        """For ``fit``, add the callback that stores the resolved config in every checkpoint."""
+        """Check that ``--ckpt_path`` fits the model; for ``fit``, store the run config in every checkpoint."""
+        path = self.config[self.subcommand].get("ckpt_path")
+        if path:
+            check_fits(self.model, read_checkpoint(path)["state_dict"], path, "the config")
         if self.fitting:
             parser = self._parser(self.subcommand)
             text = parser.dump(self.config[self.subcommand], skip_none=False)

@@ -7,6 +7,7 @@ parser runs, so that the saved config of every run holds full import paths.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,13 @@ from im2im_core.errors import ConfigError
 from im2im_core.plugins import Registry
 
 CONFIG_FLAGS = ("--config", "-c")
+
+
+def did_you_mean(value: str, names: Any) -> str:
+    """``" (did you mean 'X'?)"`` for the registered name closest to ``value``, or ``""``."""
+    by_lower = {str(name).lower(): name for name in names}
+    close = difflib.get_close_matches(value.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
 def _kind_for(key_path: str) -> str:
@@ -38,8 +46,8 @@ def resolve_short_name(value: str, key_path: str, registry: Registry, source: st
         return path
     kind = _kind_for(key_path)
     known = ", ".join(sorted(registry.entries[kind])) or "none"
-    raise ConfigError(f"{source}: unknown name {value!r} at key '{key_path}'; registered {kind}: {known} "
-                      f"(or give a full import path such as monai.networks.nets.UNet)")
+    raise ConfigError(f"{source}: unknown name {value!r} at key '{key_path}'{did_you_mean(value, registry.entries[kind])}; "
+                      f"registered {kind}: {known} (or give a full import path such as monai.networks.nets.UNet)")
 
 
 def resolve_class_paths(node: Any, registry: Registry, source: str, key_path: str = "") -> Any:
@@ -69,11 +77,14 @@ def load_config(name_or_path: str, registry: Registry) -> str:
         text, source = registry.entries["presets"][name_or_path].text(), f"preset {name_or_path!r}"
     else:
         presets = ", ".join(sorted(registry.entries["presets"])) or "none"
-        raise ConfigError(f"config {name_or_path!r} is neither a file nor a registered preset; presets: {presets}")
+        raise ConfigError(f"config {name_or_path!r} is neither a file nor a registered preset"
+                          f"{did_you_mean(name_or_path, registry.entries['presets'])}; presets: {presets}")
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections (trainer, model, data), got {type(data).__name__}")
     return yaml.safe_dump(resolve_class_paths(data, registry, source), sort_keys=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import math
 import os
 import statistics
@@ -95,7 +96,9 @@ def _read(path: Path, reader: str = "bioio") -> np.ndarray:
     """The image at ``path`` as a TCZYX numpy array, read by the registered reader ``reader``."""
     from im2im_core.plugins import get_registry
 
-    return get_registry().get("readers", reader)(dims="TCZYX").read(str(path)).numpy()
+    reader_class = get_registry().get("readers", reader)
+    lenient = {"strict": False} if "strict" in inspect.signature(reader_class).parameters else {}
+    return reader_class(dims="TCZYX", **lenient).read(str(path)).numpy()
 
 
 def _percentile_normalized(array: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 
@@ -26,10 +27,13 @@ Run 'im2im SUBCOMMAND --help' for the options of one subcommand.
 """
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+#: Set to 1 to see the traceback behind a user error too (errors the user cannot fix always show one).
+DEBUG_ENV = "IM2IM_DEBUG"
 
 
 def _error(message: str) -> int:
-    print(f"im2im: error: {message}", file=sys.stderr)
+    one_line = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    print(f"im2im: error: {one_line}", file=sys.stderr)
     return 2
 
 
@@ -98,6 +102,6 @@ def main(argv: list[str] | None = None) -> int:
                       f"expected one of {', '.join(LIGHTNING_SUBCOMMANDS)}, evaluate, plugins, presets")
     except Exception as exc:
         user_error = _user_error(exc)
-        if user_error is None:
+        if user_error is None or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
             raise
         return _error(str(user_error))

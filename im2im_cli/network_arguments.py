@@ -6,7 +6,8 @@ networks need for such data (an FCN's backbone maps the input's channels to the 
 EmbedSeg's gives ``2 * spatial_dims + 1``, Pix2Pix's discriminator sees input and output
 stacked). Before the command line is parsed, every one of those arguments that the config and
 the command line leave unset, and that the network's class accepts, is added as a dotted
-option, so the saved config of the run holds it. Values a config sets are never changed.
+option, so the saved config of the run holds it. Values a config sets are never changed; an
+``in_channels`` that contradicts the data is refused before anything runs.
 
 (LightningCLI's ``link_arguments`` cannot do this: a linked target may not be set by a
 config, and links cannot reach into the networks nested inside a framework's arguments.)
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 from im2im_core.axes import spatial_of
+from im2im_core.errors import ConfigError
 
 
 def _assign(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -143,6 +145,12 @@ def network_options(config: dict[str, Any]) -> list[str]:
             continue
         network_class = _import(spec.get("class_path"))
         given = spec.get("init_args") or {}
+        expected = values.get("in_channels")
+        if given.get("in_channels") is not None and expected is not None and given["in_channels"] != expected:
+            data = config.get("data") or {}
+            raise ConfigError(f"model.init_args.{network}.init_args.in_channels is {given['in_channels']} but the data "
+                              f"give {expected} (data.dims {data.get('dims', 'YX')!r}, data.C {data.get('C')}): "
+                              f"make them agree (or leave in_channels out: it follows from the data)")
         accepted = accepted_arguments(network_class) if network_class is not None else set()
         options += [f"--model.init_args.{network}.init_args.{name}={value}" for name, value in values.items()
                     if value is not None and given.get(name) is None and name in accepted]

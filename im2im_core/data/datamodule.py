@@ -136,6 +136,10 @@ class Im2ImDataModule(pl.LightningDataModule):
         if len(self.patch_size) != spatial:
             raise DataError(f"patch_size {self.patch_size} has {len(self.patch_size)} entries "
                             f"but dims {dims!r} has {spatial} spatial axes")
+        if any(size < 1 for size in self.patch_size):
+            raise DataError(f"data.patch_size {self.patch_size}: every entry must be a positive number of pixels")
+        if batch_size < 1 or samples_per_image < 1:
+            raise DataError(f"data.batch_size {batch_size} and data.samples_per_image {samples_per_image} must be at least 1")
         if cache == "disk" and cache_dir is None:
             raise DataError("data.cache is 'disk' but data.cache_dir is not set: give a folder for the cache")
         if not 0 < partial_fraction <= 1:
@@ -247,6 +251,8 @@ class Im2ImDataModule(pl.LightningDataModule):
                 image = reader.read(path)
                 if self.cache != "memory" and not np.isfinite(image.numpy()).all():
                     raise DataError(f"{path}: image contains NaN or infinite values")
+                if key == TARGET and self.target == "labels":
+                    check_labels(path, image.numpy())
                 spatial_end = len(image.dims) - 1 if image.dims.endswith("S") else len(image.dims)
                 shapes[path] = tuple(image.array.shape[spatial_end - self.spatial_dims:spatial_end])
             if not self.unpaired and len(set(shapes.values())) > 1:
@@ -337,6 +343,15 @@ class Im2ImDataModule(pl.LightningDataModule):
         samples = [{IMAGE: s[IMAGE], TARGET_PATH: s.get(TARGET, ""), IMAGE_NORMALIZE: normalize} for s in self.predict_samples]
         return DataLoader(build_dataset(samples, self.predict_transform(), "none"), batch_size=1, num_workers=self.num_workers,
                           collate_fn=collate_as_lists)
+
+
+def check_labels(path: str, labels: np.ndarray) -> None:
+    """Refuse label images that are not whole non-negative numbers (0 background, 1..N objects or classes)."""
+    if not np.issubdtype(labels.dtype, np.integer) and not np.array_equal(labels, np.round(labels)):
+        raise DataError(f"{path}: labels (data.target: labels) must be whole numbers; this {labels.dtype} image has "
+                        f"fractions (a probability map or an intensity image? then data.target: mask or intensity)")
+    if labels.size and labels.min() < 0:
+        raise DataError(f"{path}: labels (data.target: labels) must be >= 0 (0 is background); found {labels.min()}")
 
 
 def collate_as_lists(samples: list[dict[str, Any]]) -> dict[str, list[Any]]:

@@ -61,6 +61,20 @@ def detect_layout(data_path: Path, input_dir: str, target_dir: str) -> str:
     raise DataError(f"data path not found: {data_path}")
 
 
+def _images_folder(data_path: Path, input_dir: str, target_dir: str, need_target: bool) -> Path:
+    """``data_path`` as a folder of images; a folder of subfolders only (``images/``, ``masks/``) is
+    named with the subfolders that were looked for and the options that choose others.
+    """
+    if data_path.is_dir() and not any(_is_image(p) for p in data_path.iterdir()):
+        subfolders = sorted(p.name for p in data_path.iterdir() if p.is_dir() and not _is_image(p))
+        if subfolders:
+            pair = "inputs and targets" if need_target else "the images"
+            raise DataError(f"{data_path} has the subfolders {', '.join(subfolders)} but no {input_dir}/ and {target_dir}/ "
+                            f"subfolders for {pair}: name them with --data.input_dir and --data.target_dir "
+                            f"(e.g. --data.input_dir {subfolders[0]})")
+    return data_path
+
+
 def paired_samples(data_path: str | Path, layout: str = "auto", input_dir: str = "IM",
                    target_dir: str = "GT", need_target: bool = True) -> list[dict[str, str]]:
     """Return one ``{"IM": path, "GT": path[, "CM": path]}`` dict per sample.
@@ -98,7 +112,7 @@ def paired_samples(data_path: str | Path, layout: str = "auto", input_dir: str =
     elif layout == "csv":
         samples = _csv_samples(data_path)
     else:
-        samples = [{IMAGE: str(p)} for p in list_images(data_path)]
+        samples = [{IMAGE: str(p)} for p in list_images(_images_folder(data_path, input_dir, target_dir, need_target))]
     if need_target:
         for sample in samples:
             if TARGET not in sample:

@@ -53,11 +53,14 @@ class BioioReader:
     T, C, Z : int, list of int or None
         Selection along an axis that is *not* in ``dims`` (an int) or a subset of one that is
         (a list). Axes not in ``dims`` and not selected default to index 0.
+    strict : bool
+        Refuse files whose axes ``dims`` would cut (see :meth:`check_axes`); ``False`` reads
+        index 0 of such axes, as for scoring files of any shape.
     """
 
     def __init__(self, dims: str = "YX", T: int | list[int] | None = None, C: int | list[int] | None = None,
-                 Z: int | list[int] | None = None) -> None:
-        self.dims = check_dims(dims)
+                 Z: int | list[int] | None = None, strict: bool = True) -> None:
+        self.dims, self.strict = check_dims(dims), strict
         self.selection = {k: v for k, v in {"T": T, "C": C, "Z": Z}.items() if v is not None}
 
     def open(self, path: Path) -> Any:
@@ -73,12 +76,44 @@ class BioioReader:
             raise DataError(f"image file not found: {path}")
         try:
             image = self.open(path)
+            sizes_by_axis = {axis: int(getattr(image.dims, axis)) for axis in image.dims.order}
+        except Exception as exc:
+            raise DataError(f"cannot read image {path}: not an image file it can open ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        if self.strict:
+            self.check_axes(path, sizes_by_axis)
+        try:
             array = image.get_image_dask_data(self.dims, **self.selection)
             sizes = image.physical_pixel_sizes
         except Exception as exc:
             raise DataError(f"cannot read image {path} with dims {self.dims!r}: {type(exc).__name__}: {exc}") from None
         pixel_sizes: dict[str, Any] = {"Z": sizes.Z, "Y": sizes.Y, "X": sizes.X}
         return ImageData(array=array, dims=self.dims, physical_pixel_sizes=pixel_sizes)
+
+
+    def check_axes(self, path: Path, sizes: dict[str, int]) -> None:
+        """Refuse a file whose axes the config would silently cut: several planes, channels,
+        colour samples or timepoints that ``dims`` leaves out and no selection picks, or a
+        single plane read as a 3D stack.
+
+        Raises
+        ------
+        DataError
+            Naming the file, the axis and its size, and the options that fit.
+        """
+        advice = {
+            "Z": "give data.dims ZYX for a 3D model, data.Z N for one plane, or predict a 2D model "
+                 "slice by slice (--data.dims ZYX --prediction.inference.slice_by_slice true)",
+            "C": "give data.dims CYX (or CZYX) and a network with that many input channels, or data.C N for one channel",
+            "S": "give data.dims YXS to read the colour samples as channels, or convert the images to grey",
+            "T": "give data.T N for one timepoint, or data.dims TCZYX to predict every timepoint",
+        }
+        for axis, hint in advice.items():
+            if sizes.get(axis, 1) > 1 and axis not in self.dims and axis not in self.selection:
+                raise DataError(f"{path} has {sizes[axis]} along {axis} but data.dims {self.dims!r} has no {axis}: {hint}")
+        if "Z" in self.dims and sizes.get("Z", 1) == 1 and "Z" not in self.selection:
+            raise DataError(f"{path} is a single plane (Z 1) but data.dims {self.dims!r} asks for a 3D stack: "
+                            f"use a 2D preset or data.dims YX")
 
 
 class AicsImageIOReader(BioioReader):

@@ -19,6 +19,15 @@ from im2im_core.keys import dims_key, path_key, pixel_sizes_key
 from im2im_core.protocols import Reader
 
 
+def _pixels(image: Any, path: str) -> np.ndarray:
+    """The pixels of ``image`` in memory; a file that opens but cannot be read whole (truncated) is named."""
+    try:
+        return image.numpy()
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(f"cannot read the pixels of {path}: truncated or damaged file ({type(exc).__name__}: {reason})") from None
+
+
 class ReadImaged(MapTransform):
     """Replace file paths under ``keys`` by channel-first float32 arrays ``(C, [Z], Y, X)``.
 
@@ -60,7 +69,7 @@ class ReadImaged(MapTransform):
             timed = "T" in image.dims
             if timed and not self.keep_time:
                 raise DataError(f"{path}: dims {image.dims!r} keep the T axis; select one timepoint (T: 0) for training")
-            array = image.array if self.lazy and hasattr(image.array, "compute") else image.numpy()
+            array = image.array if self.lazy and hasattr(image.array, "compute") else _pixels(image, path)
             array = array.astype(np.float32, copy=False)
             lead = 1 if timed else 0  # the channel axis goes after T
             if image.dims.endswith("S"):  # RGB samples become channels

@@ -10,6 +10,7 @@ anything but tensors and plain containers: a checkpoint cannot run code when it 
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,13 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         contents = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"checkpoint {path} refused: it holds objects that could run code when loaded "
-                        f"(expected tensors and plain values only; {reason.rstrip('.')})") from None
+        text = str(exc)
+        unsafe = re.search(r"GLOBAL (\S+)", text)
+        if unsafe is not None:
+            raise DataError(f"checkpoint {path} refused: it holds objects that could run code when loaded (it would "
+                            f"call {unsafe.group(1)}); expected tensors and plain values only") from None
+        raise DataError(f"checkpoint {path} cannot be read: truncated or not a PyTorch checkpoint "
+                        f"(its pickled data does not parse)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"checkpoint {path} cannot be read: truncated or not a PyTorch checkpoint ({reason})") from None
@@ -95,6 +100,27 @@ def build_model(config_text: str, source: str) -> torch.nn.Module:
         raise ConfigError(f"{source}: cannot build the model: {str(exc).splitlines()[0]}") from None
 
 
+def check_fits(model: torch.nn.Module, state_dict: dict[str, Any], checkpoint: str | Path, source: str) -> None:
+    """Refuse, in one line, weights that do not fit ``model`` (another framework, network or size).
+
+    Raises
+    ------
+    ConfigError
+        Naming the checkpoint, the model class, ``source`` (the config it was built from),
+        and the first weights that are missing, unexpected or of another shape.
+    """
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    reshaped = [f"{key} {tuple(state_dict[key].shape)} != {tuple(value.shape)}" for key, value in expected.items()
+                if key in state_dict and hasattr(state_dict[key], "shape") and tuple(state_dict[key].shape) != tuple(value.shape)]
+    if missing or unexpected or reshaped:
+        examples = ", ".join([*missing[:2], *unexpected[:2], *reshaped[:2]])
+        raise ConfigError(f"checkpoint {checkpoint} does not fit the model {type(model).__name__} of {source}: "
+                          f"{len(missing)} weights missing, {len(unexpected)} unexpected, {len(reshaped)} of another "
+                          f"shape (e.g. {examples}); give the config of the run that wrote it")
+
+
 def load_model(checkpoint: str | Path, config: str | Path | None = None,
                map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """Build the model of a checkpoint and load its weights (eval mode).
@@ -121,15 +147,6 @@ def load_model(checkpoint: str | Path, config: str | Path | None = None,
             raise ConfigError(f"checkpoint {checkpoint} holds no im2im run config (it was not written by im2im fit); "
                               f"pass config=PATH of a config with its model section")
     model = build_model(text, source)
-    try:
-        result = model.load_state_dict(contents["state_dict"], strict=False)
-    except RuntimeError as exc:  # a weight of another shape
-        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc).splitlines()[0])
-        raise ConfigError(f"checkpoint {checkpoint} does not fit the model {type(model).__name__} of {source}: "
-                          f"{detail}") from None
-    if result.missing_keys or result.unexpected_keys:
-        listing = ", ".join([*result.missing_keys[:3], *result.unexpected_keys[:3]])
-        raise ConfigError(f"checkpoint {checkpoint} does not fit the model {type(model).__name__} of {source}: "
-                          f"{len(result.missing_keys)} weights missing, {len(result.unexpected_keys)} unexpected "
-                          f"(e.g. {listing})")
+    check_fits(model, contents["state_dict"], checkpoint, source)
+    model.load_state_dict(contents["state_dict"])
     return model.eval()

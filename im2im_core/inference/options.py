@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from im2im_core.errors import ConfigError
 from im2im_core.inference.postprocess import Postprocess
 from im2im_core.inference.sliding_window import PaddingMode
 from im2im_core.inference.tta import TTAMode
@@ -70,6 +71,22 @@ class Inference:
     slice_by_slice: bool = False
     amp: bool = False
     optimize: bool = True
+
+    def __post_init__(self) -> None:
+        """Check the values at once (when a config is parsed), before anything is predicted or written."""
+        checks = [
+            (self.overlap is None or 0 <= self.overlap < 1, f"overlap {self.overlap} must be in [0, 1)"),
+            (self.sw_batch_size is None or self.sw_batch_size >= 1, f"sw_batch_size {self.sw_batch_size} must be >= 1"),
+            (self.max_window_voxels >= 1, f"max_window_voxels {self.max_window_voxels} must be >= 1"),
+            (self.sigma_scale > 0, f"sigma_scale {self.sigma_scale} must be > 0"),
+            (0 <= self.edge_trim < 0.5, f"edge_trim {self.edge_trim} must be in [0, 0.5)"),
+            (self.align is None or self.align >= 1, f"align {self.align} must be >= 1"),
+            (not isinstance(self.roi_size, list) or all(int(r) >= 1 for r in self.roi_size),
+             f"roi_size {self.roi_size} must be positive numbers of pixels"),
+        ]
+        for valid, message in checks:
+            if not valid:
+                raise ConfigError(f"prediction.inference.{message}")
 
 
 #: ``store(shape, dims, dtype)``: opens the output of one image as a ``ZarrOutput`` to fill band by band.

@@ -1,12 +1,15 @@
 """Output files of prediction: OME-TIFF or OME-Zarr, written under a temporary name, then renamed.
 
-A crash while writing leaves no file at the output path (only a hidden ``.NAME.partial``
-that the next run replaces); an existing output is replaced only when asked to.
+An error while writing leaves nothing at the output path, and its temporary file is removed
+(only a kill leaves a hidden ``.NAME.<pid>-<random>.partial``, never mistaken for an output);
+an existing output is replaced only when asked to.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,26 +41,75 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+#: ``errno`` values of a write that fails because of the file system (full, read-only, no permission).
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+
+
+def remove_stale_partials(path: Path) -> int:
+    """Remove the temporary outputs of ``path`` left by processes that no longer run (killed); return how many."""
+    removed = 0
+    for partial in path.parent.glob(f".{path.name}.*.partial"):
+        pid = partial.name[len(path.name) + 2:].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            _remove(partial)
+            removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _publish(partial: Path, path: Path, overwrite: bool) -> None:
+    """Rename the finished ``partial`` to ``path``; refuse, keeping what is there, if another writer got there first."""
+    raced = f"output {path} was written by another process at the same time; it was kept and this result discarded"
+    try:
+        if path.exists() or path.is_symlink():
+            if not overwrite:
+                raise DataError(raced)
+            _remove(path)
+        os.replace(partial, path)  # atomic: a file replaces a file; a folder only an absent or empty one
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
+            raise DataError(raced) from None
+        raise
+
+
 @contextmanager
 def atomic_output(path: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
 
+    The temporary name is unique to the process (``.NAME.<pid>-<random>.partial``) and removed
+    on every error path, so two writers of one output never share a file: one wins whole, and
+    the other, finding the output there, refuses with a :class:`DataError`.
+
     Raises
     ------
     DataError
-        If ``path`` exists and ``overwrite`` is false (checked before anything is written).
+        If ``path`` exists and ``overwrite`` is false (checked before anything is written and
+        again before the rename), if its folder is not a folder, or if writing fails because
+        the file system is full, read-only or not writable (naming ``path``).
     """
     if path.exists() and not overwrite:
         raise DataError(f"output exists: {path}; pass overwrite (--prediction.overwrite true) to replace it")
-    partial = path.with_name(f".{path.name}.partial")
-    _remove(partial)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise DataError(f"output folder {path.parent} is a file; expected a folder")
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
     try:
         yield partial
-        if path.exists():
-            _remove(path)
-        os.replace(partial, path)
+        _publish(partial, path, overwrite)
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRORS:
+            raise DataError(f"cannot write {path}: {exc.strerror or exc} (nothing was left there)") from None
+        raise
     finally:
-        if partial.exists():
+        if partial.exists() or partial.is_symlink():
             _remove(partial)
 
 

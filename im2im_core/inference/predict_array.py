@@ -26,7 +26,7 @@ from im2im_core.inference.options import Inference
 from im2im_core.inference.outputs import ZarrOutput, default_chunks
 from im2im_core.inference.plain_network import PlainNetwork, first_convolution_dims
 from im2im_core.inference.postprocess import Postprocess
-from im2im_core.inference.sliding_window import predict_windows
+from im2im_core.inference.sliding_window import computed, predict_windows
 from im2im_core.inference.tta import with_tta
 from im2im_core.inference.windows import MAX_AUTO_ALIGN, auto_window
 from im2im_core.protocols import Framework, WindowDefaults, is_framework
@@ -82,7 +82,7 @@ def percentiles(array: Any, low: float, high: float) -> tuple[float, float]:
     if not isinstance(array, np.ndarray) and array.size > PERCENTILE_SAMPLE:
         step = math.ceil((array.size / PERCENTILE_SAMPLE) ** (1 / 3))
         array = array[(..., *[slice(None, None, step)] * min(3, array.ndim))]
-    sample = np.asarray(array.compute() if hasattr(array, "compute") else array)
+    sample = computed(array)
     lo, hi = np.percentile(sample, (low, high))
     return float(lo), float(hi)
 
@@ -94,6 +94,28 @@ def _normalizer(image: Any, normalize: tuple[float, float] | None) -> Callable[[
     low, high = percentiles(image, *normalize)
     scale = max(high - low, 1e-12)
     return lambda window: (window - low) / scale
+
+
+def _finite(image: Any, prepare: Callable[[torch.Tensor], torch.Tensor] | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``prepare``, after a check that ``image`` has no NaN or infinite pixel: at once for an image in
+    memory, window by window for a lazy one (so it is read once).
+    """
+    message = "the image has NaN or infinite pixels; replace them (e.g. numpy.nan_to_num) before predicting"
+    dtype = image.dtype if not isinstance(image, torch.Tensor) else None
+    if dtype is not None and not np.issubdtype(np.dtype(dtype), np.floating):
+        return prepare  # integer pixels are always finite
+    if isinstance(image, (np.ndarray, torch.Tensor)):
+        finite = bool(torch.isfinite(image).all()) if isinstance(image, torch.Tensor) else bool(np.isfinite(image).all())
+        if not finite:
+            raise DataError(message)
+        return prepare
+
+    def checked(window: torch.Tensor) -> torch.Tensor:
+        if not bool(torch.isfinite(window).all()):
+            raise DataError(message)
+        return prepare(window) if prepare is not None else window
+
+    return checked
 
 
 def _resolve_window(options: Inference, defaults: WindowDefaults, spatial: tuple[int, ...],
@@ -274,7 +296,7 @@ def _predict(framework: Framework, module: nn.Module, array: Any, dims: str | No
         for index in np.ndindex(*([int(array.shape[0])] if "T" in dims else [])):
             image = source[index] if index else source
             image = image if "C" in dims else image[None]
-            prepare = _normalizer(image, normalize)
+            prepare = _finite(image, _normalizer(image, normalize))
             predict_windows(predictor, image, roi, overlap, batch, settings.mode, sigma_scale=settings.sigma_scale,
                             edge_trim=settings.edge_trim,
                             align=settings.align, padding_mode=settings.padding_mode, device=device, prepare=prepare,

@@ -15,6 +15,7 @@ from torch import nn
 
 from im2im_core import keys
 from im2im_core.axes import channels_first
+from im2im_core.errors import DataError
 from im2im_core.inference.options import PredictionSettings
 from im2im_core.inference.predict_array import predict
 
@@ -50,10 +51,13 @@ def predict_batch(framework: nn.Module, batch: dict[str, Any],
     for image, dims, percentiles, path, pixel_sizes in zip(images, all_dims, normalize, paths, sizes):
         options = {"dims": dims, "inference": settings.inference, "postprocess": settings.postprocess,
                    "normalize": percentiles, "progress": settings.progress}
-        if settings.open_output is None or path is None:
-            outputs.append(predict(framework, image, **options))
-            continue
-        with settings.open_output(path, pixel_sizes) as store:
-            predict(framework, image, store=store, **options)
+        try:
+            if settings.open_output is None or path is None:
+                outputs.append(predict(framework, image, **options))
+                continue
+            with settings.open_output(path, pixel_sizes) as store:
+                predict(framework, image, store=store, **options)
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}" if path is not None and str(path) not in str(exc) else str(exc)) from None
         outputs.append(None)
     return outputs

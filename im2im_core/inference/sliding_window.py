@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from im2im_core.errors import DataError
 from im2im_core.inference.windows import BlendMode, auto_align, axis_profiles, axis_starts, axis_total, outer, window_profile
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
@@ -32,10 +33,19 @@ def read_region(image: Any, region: tuple[slice, ...]) -> torch.Tensor:
     """``image[region]`` as a tensor, for a torch tensor, numpy, zarr or dask array."""
     if isinstance(image, torch.Tensor):
         return image[region]
-    part = image[region]
-    if hasattr(part, "compute"):
-        part = part.compute()
-    return torch.from_numpy(np.ascontiguousarray(part))
+    return torch.from_numpy(np.ascontiguousarray(computed(image[region])))
+
+
+def computed(part: Any) -> np.ndarray:
+    """``part`` in memory (a lazy array computed); a file behind it that cannot be read is one clear error."""
+    if not hasattr(part, "compute"):
+        return np.asarray(part)
+    try:
+        return np.asarray(part.compute())
+    except Exception as exc:  # the file behind a lazy image: truncated or damaged
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(f"cannot read the pixels of the image: truncated or damaged file ({type(exc).__name__}: "
+                        f"{reason})") from None
 
 
 def _chunks(items: Iterator[tuple[int, ...]], size: int) -> Iterator[list[tuple[int, ...]]]:

@@ -21,9 +21,17 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from im2im_core import keys
 from im2im_core.axes import with_channels
-from im2im_core.errors import DataError
+from im2im_core.errors import ConfigError, DataError
 from im2im_core.inference.options import Inference, PredictionSettings
-from im2im_core.inference.outputs import OutputFormat, ZarrOutput, atomic_output, output_path, write_ome_tiff
+from im2im_core.inference.outputs import (
+    EXTENSIONS,
+    OutputFormat,
+    ZarrOutput,
+    atomic_output,
+    output_path,
+    remove_stale_partials,
+    write_ome_tiff,
+)
 from im2im_core.inference.postprocess import Postprocess
 from im2im_core.inference.predict_batch import predict_batch
 from im2im_core.metrics import dice, pearson
@@ -88,14 +96,22 @@ class PredictionWriter(BasePredictionWriter):
     postprocess : Postprocess, optional
         Activation, threshold or argmax, connected components, small-object removal
         (``--prediction.postprocess.label true``); default: the framework's own post-processing.
+    skip_existing : bool
+        Leave inputs whose output exists already and predict the others: continues an
+        interrupted folder prediction (outputs appear only when complete, so an existing one is
+        whole). Excludes ``overwrite``.
     """
 
     def __init__(self, output_dir: str = "predictions", overwrite: bool = False, suffix: str = "_pred",
                  evaluate: bool = True, output_format: OutputFormat = "ome-tiff", inference: Inference | None = None,
-                 postprocess: Postprocess | None = None) -> None:
+                 postprocess: Postprocess | None = None, skip_existing: bool = False) -> None:
         super().__init__(write_interval="batch")
+        if overwrite and skip_existing:
+            raise ConfigError("prediction.overwrite and prediction.skip_existing exclude each other: choose one")
+        if output_format not in EXTENSIONS:
+            raise ConfigError(f"prediction.output_format {output_format!r} is not one of {', '.join(EXTENSIONS)}")
         self.output_dir, self.overwrite, self.suffix, self.evaluate = Path(output_dir), overwrite, suffix, evaluate
-        self.output_format = output_format
+        self.output_format, self.skip_existing = output_format, skip_existing
         self.inference = inference if inference is not None else Inference()
         self.postprocess = postprocess
         self.scores: list[tuple[str, str, float]] = []
@@ -108,11 +124,18 @@ class PredictionWriter(BasePredictionWriter):
         """Check that no output would be replaced (unless ``overwrite``); create ``output_dir`` and the progress bar."""
         self.scores = []
         samples = getattr(trainer.datamodule, "predict_samples", [])
-        if not self.overwrite:
-            existing = [p for s in samples if (p := self._path(s[keys.IMAGE])).exists()]
-            if existing:
-                raise DataError(f"output exists: {existing[0]} ({len(existing)} in all); "
-                                "pass --prediction.overwrite true to replace")
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise DataError(f"prediction.output_dir {self.output_dir} is a file; expected a folder")
+        outputs = [self._path(sample[keys.IMAGE]) for sample in samples]
+        if self.output_dir.is_dir() and trainer.is_global_zero:
+            for output in outputs:
+                remove_stale_partials(output)  # left by a killed run; never taken for an output
+        existing = [p for p in outputs if p.exists()]
+        if existing and self.skip_existing:
+            print(f"{len(existing)} of {len(samples)} outputs exist already in {self.output_dir}: left as they are")
+        elif existing and not self.overwrite:
+            raise DataError(f"output exists: {existing[0]} ({len(existing)} in all); pass --prediction.overwrite true "
+                            "to replace, or --prediction.skip_existing true to predict only the others")
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.window_bar = WindowProgressBar() if trainer.progress_bar_callback is not None and trainer.is_global_zero else None
 
@@ -134,6 +157,8 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
                            batch_indices: Any, batch: dict[str, Any], batch_idx: int, dataloader_idx: int) -> None:
         """Predict the batch with the core's engine and this writer's settings, write and score each output."""
+        if self.skip_existing and all(self._path(path).exists() for path in batch[keys.IMAGE_PATH]):
+            return
         outputs = predict_batch(pl_module, batch, self.settings())
         datamodule = trainer.datamodule
         for i, input_path in enumerate(batch[keys.IMAGE_PATH]):
