@@ -62,7 +62,10 @@ def _write(path: Path, array: np.ndarray) -> None:
 
 
 def _damage(folder: Path, name: str) -> None:
-    """Prepare the bad input a case needs in ``folder`` (``data/`` training pairs, ``images/`` to predict)."""
+    """Prepare the bad input a case needs in ``folder`` (``data/`` training pairs, ``images/`` to predict).
+
+    Cases not named here use the crops as they are (``2D images to a 3D preset``: the 2D crops).
+    """
     copy_pairs(folder / "data", slice(0, 3))
     copy_pairs(folder / "images", slice(0, 2), split="holdout")
     data_image = sorted((folder / "data" / "IM").glob("*.tif"))[0]
@@ -88,8 +91,6 @@ def _damage(folder: Path, name: str) -> None:
         _write(data_label, np.stack([tifffile.imread(data_label)] * 5))
     elif name == "rgb to a 1-channel preset":
         _write(predict_image, np.stack([tifffile.imread(predict_image)] * 3, axis=-1).astype(np.uint8))
-    elif name == "2D images to a 3D preset":
-        pass  # the 2D crops as they are
     elif name == "float instance labels":
         _write(data_label, tifffile.imread(data_label).astype(np.float32) / 3.0)
     elif name == "negative instance labels":
