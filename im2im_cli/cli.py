@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -53,6 +54,11 @@ def _value_of(args: list[str], flag: str) -> str | None:
     return None
 
 
+def is_lightning_name(ckpt_path: str) -> bool:
+    """Whether ``ckpt_path`` is one of Lightning's names (``last``, ``best``, ``hpc``, ``registry...``), not a file."""
+    return ckpt_path in ("last", "best", "hpc") or ckpt_path.startswith("registry") and not Path(ckpt_path).exists()
+
+
 def with_checkpoint_config(args: list[str]) -> list[str]:
     """``args`` with the config stored in ``--ckpt_path`` put first, for validate, test and predict.
 
@@ -60,7 +66,7 @@ def with_checkpoint_config(args: list[str]) -> list[str]:
     with ``weights_only=True`` first, for every subcommand: one that could run code is refused.
     """
     path = _value_of(args, "--ckpt_path")
-    if not args or path is None:
+    if not args or path is None or is_lightning_name(path):
         return args
     stored = run_config(read_checkpoint(path))
     if args[0] not in FROM_CHECKPOINT:
@@ -111,7 +117,7 @@ class Im2ImCLI(LightningCLI):
     def after_instantiate_classes(self) -> None:
         """Check that ``--ckpt_path`` fits the model; for ``fit``, store the run config in every checkpoint."""
         path = self.config[self.subcommand].get("ckpt_path")
-        if path:
+        if path and not is_lightning_name(str(path)):
             check_fits(self.model, read_checkpoint(path)["state_dict"], path, "the config")
         if self.fitting:
             parser = self._parser(self.subcommand)

@@ -43,12 +43,16 @@ class WindowDefaults:
 class Framework(Protocol):
     """The contract between a framework and the core: everything the core uses of one.
 
-    A framework is a ``lightning.pytorch.LightningModule`` that trains one kind of model.
-    Lightning calls its ``training_step`` (and ``configure_optimizers``); im2im's prediction,
-    validation, writer, export and front ends use only the members below, so a framework
-    needs no prediction code of its own. :class:`im2im_core.frameworks.Im2ImFramework`
-    implements all of them with defaults (and the shared training plumbing); subclass it and
-    override what differs. See docs/plugins.md, "Writing a framework".
+    A framework is a ``lightning.pytorch.LightningModule`` (so a ``torch.nn.Module``) that
+    trains one kind of model. Lightning calls its ``training_step`` (and
+    ``configure_optimizers``); im2im's prediction, validation, writer, export and front ends
+    use only the members below, so a framework needs no prediction code of its own.
+    :class:`im2im_core.frameworks.Im2ImFramework` implements all of them with defaults, the
+    shared training plumbing, the whole-image ``validation_step`` and the ``predict_step`` that
+    ``im2im predict``'s writer relies on (it returns None: the writer predicts); subclass it and
+    override what differs. See docs/plugins.md, "Writing a framework". The optional classmethod
+    ``network_arguments`` (see the base class) lets ``im2im fit`` fill the networks' dimensions
+    and channels from the data.
 
     Attributes
     ----------

@@ -133,9 +133,6 @@ class Im2ImDataModule(pl.LightningDataModule):
         self.target = "none" if layout == "images" else target
         self.patch_size = list(patch_size)
         spatial = len(spatial_of(self.dims))
-        if len(self.patch_size) != spatial:
-            raise DataError(f"patch_size {self.patch_size} has {len(self.patch_size)} entries "
-                            f"but dims {dims!r} has {spatial} spatial axes")
         if any(size < 1 for size in self.patch_size):
             raise DataError(f"data.patch_size {self.patch_size}: every entry must be a positive number of pixels")
         if batch_size < 1 or samples_per_image < 1:
@@ -262,6 +259,9 @@ class Im2ImDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Find the samples of ``stage`` and check that every file is there and fits."""
         if stage in (None, "fit", "validate", "test"):
+            if len(self.patch_size) != self.spatial_dims:  # prediction reads whole images: any dims
+                raise DataError(f"patch_size {self.patch_size} has {len(self.patch_size)} entries "
+                                f"but dims {self.dims!r} has {self.spatial_dims} spatial axes")
             self._split()
             self.check_samples()
             trainer = self._trainer_or_none()

@@ -61,8 +61,8 @@ class Im2ImFramework(pl.LightningModule):
     sw_batch_size : int
         Windows computed together.
     lr_interval : {"epoch", "step"}
-        With manual optimization (GANs): LR schedulers step once per epoch or per training
-        batch. Lightning steps them itself otherwise (once per epoch).
+        LR schedulers step once per epoch or per training batch (``ReduceLROnPlateau`` once per
+        validation); Lightning steps them with automatic optimization, the base class with manual.
     """
 
     def __init__(self, spatial_dims: int | None = None, roi_size: list[int] | None = None, overlap: float = 0.25,
@@ -148,12 +148,17 @@ class Im2ImFramework(pl.LightningModule):
         return window
 
     def predict_whole(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw output of whole images ``(B, C, *spatial)`` through the core's sliding-window prediction."""
+        """Raw output of whole images ``(B, C, *spatial)`` through the core's sliding-window prediction.
+
+        With :meth:`window_defaults`; an automatic window (``roi_size`` None) becomes the training
+        patch size here, so validation scores do not depend on a memory budget.
+        """
         from im2im_core.inference.options import Inference
         from im2im_core.inference.predict_array import predict
 
-        settings = Inference(roi_size=self.validation_window(), overlap=self.overlap, sw_batch_size=self.sw_batch_size,
-                             optimize=False)
+        defaults = self.window_defaults()
+        settings = Inference(roi_size=defaults.roi_size or self.validation_window(), overlap=defaults.overlap,
+                             sw_batch_size=defaults.sw_batch_size, optimize=False)
         dims = channels_first(images.ndim - 1)
         outputs = [torch.from_numpy(predict(self, image, dims=dims, inference=settings, postprocess=None)) for image in images]
         return torch.stack(outputs).to(images.device)
@@ -220,8 +225,9 @@ class Im2ImFramework(pl.LightningModule):
                 continue
             scheduler = self.prepare_scheduler(group.lr_scheduler(optimizer))
             plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-            configs.append({"optimizer": optimizer,
-                            "lr_scheduler": {"scheduler": scheduler, **({"monitor": "val_loss"} if plateau else {})}})
+            interval = "step" if self.lr_interval == "step" and not plateau else "epoch"
+            configs.append({"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval,
+                                                                     **({"monitor": "val_loss"} if plateau else {})}})
         return configs[0] if len(configs) == 1 else configs
 
     @property
@@ -253,8 +259,8 @@ class Im2ImFramework(pl.LightningModule):
         for config in self.trainer.lr_scheduler_configs:
             scheduler = config.scheduler
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                metric = self.trainer.callback_metrics.get("val_loss")
-                if scheduler.last_epoch < done and metric is not None:
+                metric = self.trainer.callback_metrics.get("val_loss")  # one step per validation, i.e. epoch
+                if scheduler.last_epoch < self.current_epoch and metric is not None:
                     scheduler.step(metric)
                 continue
             with warnings.catch_warnings():  # after a resume torch no longer knows the optimizer has stepped

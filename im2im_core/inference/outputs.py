@@ -1,16 +1,19 @@
 """Output files of prediction: OME-TIFF or OME-Zarr, written under a temporary name, then renamed.
 
 An error while writing leaves nothing at the output path, and its temporary file is removed
-(only a kill leaves a hidden ``.NAME.<pid>-<random>.partial``, never mistaken for an output);
+(only a kill leaves a hidden ``.NAME.<host>-<pid>-<random>.partial``, never mistaken for an output);
 an existing output is replaced only when asked to.
 """
 
 from __future__ import annotations
 
 import errno
+import glob
 import os
+import re
 import secrets
 import shutil
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,11 +48,23 @@ def _remove(path: Path) -> None:
 STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
 
 
+def _partial_name(path: Path) -> Path:
+    """The temporary name of ``path`` for this process: ``.NAME.<host>-<pid>-<random>.partial``."""
+    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())
+    return path.with_name(f".{path.name}.{host}-{os.getpid()}-{secrets.token_hex(4)}.partial")
+
+
 def remove_stale_partials(path: Path) -> int:
-    """Remove the temporary outputs of ``path`` left by processes that no longer run (killed); return how many."""
+    """Remove the temporary outputs of ``path`` left by processes of this machine that no longer run (killed).
+
+    Only partials named with this host whose process id is not running are removed, so the
+    live temporary outputs of other processes, here or on other nodes, are never touched.
+    Returns how many were removed.
+    """
+    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())
     removed = 0
-    for partial in path.parent.glob(f".{path.name}.*.partial"):
-        pid = partial.name[len(path.name) + 2:].split("-", 1)[0]
+    for partial in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(host)}-*.partial"):
+        pid = partial.name[len(path.name) + len(host) + 3:].split("-", 1)[0]
         if pid.isdigit() and not _running(int(pid)):
             _remove(partial)
             removed += 1
@@ -66,6 +81,19 @@ def _running(pid: int) -> bool:
     return True
 
 
+def _link_or_replace(partial: Path, path: Path) -> None:
+    """A file without overwrite: a hard link fails if another writer got there first (``EEXIST``);
+    where the file system has no hard links, a rename does (and the last writer wins whole).
+    """
+    try:
+        os.link(partial, path)
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            os.replace(partial, path)
+        else:
+            raise
+
+
 def _publish(partial: Path, path: Path, overwrite: bool) -> None:
     """Rename the finished ``partial`` to ``path``; refuse, keeping what is there, if another writer got there first."""
     raced = f"output {path} was written by another process at the same time; it was kept and this result discarded"
@@ -74,9 +102,12 @@ def _publish(partial: Path, path: Path, overwrite: bool) -> None:
             if not overwrite:
                 raise DataError(raced)
             _remove(path)
-        os.replace(partial, path)  # atomic: a file replaces a file; a folder only an absent or empty one
+        if partial.is_dir() or overwrite:
+            os.replace(partial, path)  # atomic: a file replaces a file; a folder only an absent or empty one
+        else:
+            _link_or_replace(partial, path)
     except OSError as exc:
-        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
             raise DataError(raced) from None
         raise
 
@@ -85,7 +116,7 @@ def _publish(partial: Path, path: Path, overwrite: bool) -> None:
 def atomic_output(path: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
 
-    The temporary name is unique to the process (``.NAME.<pid>-<random>.partial``) and removed
+    The temporary name is unique to the process (``.NAME.<host>-<pid>-<random>.partial``) and removed
     on every error path, so two writers of one output never share a file: one wins whole, and
     the other, finding the output there, refuses with a :class:`DataError`.
 
@@ -100,7 +131,7 @@ def atomic_output(path: Path, overwrite: bool = False) -> Iterator[Path]:
         raise DataError(f"output exists: {path}; pass overwrite (--prediction.overwrite true) to replace it")
     if path.parent.exists() and not path.parent.is_dir():
         raise DataError(f"output folder {path.parent} is a file; expected a folder")
-    partial = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+    partial = _partial_name(path)
     try:
         yield partial
         _publish(partial, path, overwrite)

@@ -2,12 +2,13 @@
 
 ``predict(model, array)`` is the Python entry point; ``predict_file`` reads an image file
 lazily and writes the output file. ``im2im predict`` runs the same window engine through
-Lightning's predict loop (see ``FCN.predict_step``).
+Lightning's predict loop (its writer calls ``predict_batch``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -29,7 +30,7 @@ from im2im_core.inference.postprocess import Postprocess
 from im2im_core.inference.sliding_window import computed, predict_windows
 from im2im_core.inference.tta import with_tta
 from im2im_core.inference.windows import MAX_AUTO_ALIGN, auto_window
-from im2im_core.protocols import Framework, WindowDefaults, is_framework
+from im2im_core.protocols import FRAMEWORK_METHODS, Framework, WindowDefaults, is_framework
 
 #: Elements read to estimate the normalization percentiles of a lazy (out-of-core) image.
 PERCENTILE_SAMPLE = 2**24
@@ -43,6 +44,12 @@ def as_framework(model: Any, dims: str | None, slice_by_slice: bool) -> Framewor
     """
     if is_framework(model):
         return model
+    members = ("spatial_dims", *FRAMEWORK_METHODS)
+    partly = [name for name in members if inspect.getattr_static(model, name, None) is not None]
+    if set(partly) & {"window_network", "window_defaults", "whole_image_postprocess", "tta_inverse"}:  # names of im2im's
+        missing = [name for name in members if name not in partly]
+        raise ConfigError(f"{type(model).__name__} has part of the framework contract ({', '.join(partly)}) but not "
+                          f"{', '.join(missing)}: implement them, or subclass im2im_core.frameworks.Im2ImFramework")
     if not isinstance(model, nn.Module):
         raise ConfigError(f"cannot predict with a {type(model).__name__}: expected an im2im framework, a torch.nn.Module "
                           f"or the path of a checkpoint")

@@ -138,6 +138,7 @@ class PredictionWriter(BasePredictionWriter):
                             "to replace, or --prediction.skip_existing true to predict only the others")
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.window_bar = WindowProgressBar() if trainer.progress_bar_callback is not None and trainer.is_global_zero else None
+        trainer.strategy.barrier("im2im-outputs-checked")  # no process writes before every one has checked
 
     def settings(self) -> PredictionSettings:
         """The settings this writer's run predicts with (window options, post-processing, progress, store)."""
@@ -159,7 +160,8 @@ class PredictionWriter(BasePredictionWriter):
         """Predict the batch with the core's engine and this writer's settings, write and score each output."""
         if self.skip_existing and all(self._path(path).exists() for path in batch[keys.IMAGE_PATH]):
             return
-        outputs = predict_batch(pl_module, batch, self.settings())
+        with trainer.precision_plugin.predict_step_context():  # --trainer.precision, as Lightning's predict_step
+            outputs = predict_batch(pl_module, batch, self.settings())
         datamodule = trainer.datamodule
         for i, input_path in enumerate(batch[keys.IMAGE_PATH]):
             item = outputs[i]

@@ -5,7 +5,7 @@ out, except for a :class:`~im2im_core.inference.Postprocess` whose ``needs_whole
 true: that one gets the complete stitched output of each timepoint. Clustering must see the
 whole image (an object may span bands), so :class:`InstanceClustering` is such a step::
 
-    labels = predict(model, image, dims="CYX", postprocess=model.default_postprocess())
+    labels = predict(model, image, dims="CYX")  # postprocess='auto': model.whole_image_postprocess()
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ class CycleGAN(AdversarialFramework):
     lr_interval : {"epoch", "step"}
         What a scheduler tick is: an epoch (CycleGAN) or a training batch.
     direction : {"AtoB", "BtoA"}
-        Generator used for prediction (``predict_patch``): ``AtoB`` translates domain-A images
+        Generator used for prediction (``window_network()``): ``AtoB`` translates domain-A images
         (e.g. image to mask), ``BtoA`` domain-B images (e.g. mask to synthetic image). For
         ``BtoA`` give ``data.normalize`` as for domain B under the key ``IM``.
     output_threshold : float, optional

@@ -189,7 +189,7 @@ def test_prediction_uses_the_generator_of_the_direction(tiny) -> None:
     model.direction, model.output_threshold = "AtoB", 0.0
     mask = predict(model, image)
     assert mask.dtype == np.uint8 and np.array_equal(mask, (a_to_b > 0).astype(np.uint8))
-    assert CycleGAN.predict_step is FCN.predict_step  # the core's whole-image prediction
+    assert CycleGAN.predict_step is FCN.predict_step  # the base's: the core's writer predicts
 
 
 # ------------------------------------------------------------------ resume
