@@ -101,7 +101,10 @@ def _publish(partial: Path, path: Path, overwrite: bool) -> None:
         if path.exists() or path.is_symlink():
             if not overwrite:
                 raise DataError(raced)
-            _remove(path)
+            try:
+                _remove(path)
+            except FileNotFoundError:  # another writer is replacing it too: the rename below settles who wins
+                pass
         if partial.is_dir() or overwrite:
             os.replace(partial, path)  # atomic: a file replaces a file; a folder only an absent or empty one
         else:
