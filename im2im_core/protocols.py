@@ -95,9 +95,18 @@ class Framework(Protocol):
         (offsets) must be turned with the pixels, not only moved.
         """
 
+    def output_in_input_units(self) -> bool:
+        """Whether raw outputs are intensities on the input's normalized scale (denoising, restoration).
+
+        When True and prediction normalized the input itself (percentiles of each timepoint
+        mapped to 0 and 1), it maps every raw output back through the inverse of that
+        normalization before post-processing, so outputs come in the input's units.
+        """
+
 
 #: The methods of :class:`Framework`, besides ``spatial_dims``.
-FRAMEWORK_METHODS = ("window_network", "window_defaults", "postprocess", "whole_image_postprocess", "tta_inverse")
+FRAMEWORK_METHODS = ("window_network", "window_defaults", "postprocess", "whole_image_postprocess", "tta_inverse",
+                     "output_in_input_units")
 
 
 def is_framework(obj: Any) -> bool:

@@ -130,6 +130,10 @@ class Im2ImFramework(pl.LightningModule):
         """Default: undo the symmetry on every channel as a scalar map."""
         return undo_symmetry(output, symmetry)
 
+    def output_in_input_units(self) -> bool:
+        """Default: False, outputs are the network's own units (masks, logits, a target's scale)."""
+        return False
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw output of :meth:`window_network` for a batch ``(B, C, *spatial)``."""
         return self.window_network()(x)

@@ -57,3 +57,7 @@ class PlainNetwork:
     def tta_inverse(self, output: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
         """Each channel as a scalar map."""
         return undo_symmetry(output, symmetry)
+
+    def output_in_input_units(self) -> bool:
+        """False: a bare network's outputs are returned as it gives them."""
+        return False

@@ -94,13 +94,28 @@ def percentiles(array: Any, low: float, high: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _normalizer(image: Any, normalize: tuple[float, float] | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """Map the ``normalize`` percentiles of ``image`` (one timepoint) to 0 and 1, window by window."""
+def _normalization(image: Any, normalize: tuple[float, float] | None) -> tuple[float, float] | None:
+    """``(low, scale)`` that map the ``normalize`` percentiles of ``image`` (one timepoint) to 0 and 1."""
     if normalize is None:
         return None
     low, high = percentiles(image, *normalize)
-    scale = max(high - low, 1e-12)
+    return low, max(high - low, 1e-12)
+
+
+def _normalizer(affine: tuple[float, float] | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The normalization ``(x - low) / scale`` of each window, or None."""
+    if affine is None:
+        return None
+    low, scale = affine
     return lambda window: (window - low) / scale
+
+
+def _restorer(affine: tuple[float, float] | None, framework: Framework) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The inverse of the normalization for a framework whose outputs are in the input's units, else identity."""
+    if affine is None or not framework.output_in_input_units():
+        return lambda block: block
+    low, scale = affine
+    return lambda block: block * scale + low
 
 
 def _finite(image: Any, prepare: Callable[[torch.Tensor], torch.Tensor] | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -242,7 +257,9 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
     normalize : (float, float), optional
         Percentiles of the input mapped to 0 and 1 before prediction (training normalizes
         with (0.5, 99.5) by default), of each timepoint on its own; estimated on a subsample
-        for lazy arrays of more than 2**24 pixels. ``None``: the input is used as it is.
+        for lazy arrays of more than 2**24 pixels. ``None``: the input is used as it is. A
+        framework whose ``output_in_input_units()`` is True (denoising) gets its outputs mapped
+        back through the inverse of this normalization, into the input's units.
     device : str or torch.device, optional
         Default: where the model's parameters are.
     store : callable, optional
@@ -303,12 +320,13 @@ def _predict(framework: Framework, module: nn.Module, array: Any, dims: str | No
         for index in np.ndindex(*([int(array.shape[0])] if "T" in dims else [])):
             image = source[index] if index else source
             image = image if "C" in dims else image[None]
-            prepare = _finite(image, _normalizer(image, normalize))
+            affine = _normalization(image, normalize)
+            prepare, restore = _finite(image, _normalizer(affine)), _restorer(affine, framework)
             predict_windows(predictor, image, roi, overlap, batch, settings.mode, sigma_scale=settings.sigma_scale,
                             edge_trim=settings.edge_trim,
                             align=settings.align, padding_mode=settings.padding_mode, device=device, prepare=prepare,
-                            sink=lambda region, block, i=index: collector.add(i, region, block), progress=progress,
-                            emit_multiple=emit_multiple)
+                            sink=lambda region, block, i=index, r=restore: collector.add(i, region, r(block)),
+                            progress=progress, emit_multiple=emit_multiple)
     if not whole:
         return collector.target if store is None else None  # type: ignore[return-value]
     result = _whole_image(collector.target, collector.out_dims, postprocess)  # type: ignore[arg-type]

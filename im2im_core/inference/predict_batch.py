@@ -8,6 +8,7 @@ read lazily, and None stands in the returned list for it.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from im2im_core.axes import channels_first
 from im2im_core.errors import DataError
 from im2im_core.inference.options import PredictionSettings
 from im2im_core.inference.predict_array import predict
+from im2im_core.protocols import is_framework
 
 
 def predict_batch(framework: nn.Module, batch: dict[str, Any],
@@ -47,6 +49,10 @@ def predict_batch(framework: nn.Module, batch: dict[str, Any],
     normalize = batch.get(keys.IMAGE_NORMALIZE) or [None] * count
     paths = batch.get(keys.IMAGE_PATH) or [None] * count
     sizes = batch.get(keys.IMAGE_PIXEL_SIZES) or [{}] * count
+    if keys.IMAGE_NORMALIZE in batch and None in normalize and _in_input_units(framework):
+        warnings.warn(f"{type(framework).__name__} gives outputs in the input's units, but the input was normalized on "
+                      "reading by a data.normalize that prediction cannot undo: outputs stay in the normalized units "
+                      "(only the default percentile normalization is undone)", stacklevel=2)
     outputs: list[np.ndarray | None] = []
     for image, dims, percentiles, path, pixel_sizes in zip(images, all_dims, normalize, paths, sizes):
         options = {"dims": dims, "inference": settings.inference, "postprocess": settings.postprocess,
@@ -61,3 +67,8 @@ def predict_batch(framework: nn.Module, batch: dict[str, Any],
             raise DataError(f"{path}: {exc}" if path is not None and str(path) not in str(exc) else str(exc)) from None
         outputs.append(None)
     return outputs
+
+
+def _in_input_units(framework: nn.Module) -> bool:
+    """Whether ``framework`` (not a bare network) maps its outputs back to the input's units."""
+    return is_framework(framework) and bool(framework.output_in_input_units())

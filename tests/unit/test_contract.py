@@ -36,7 +36,7 @@ def test_a_framework_is_recognised_by_its_members_without_evaluating_them() -> N
 
 
 def test_part_of_the_contract_is_an_error_that_names_what_is_missing() -> None:
-    with pytest.raises(ConfigError, match="not window_defaults, whole_image_postprocess, tta_inverse"):
+    with pytest.raises(ConfigError, match="not window_defaults, whole_image_postprocess, tta_inverse, output_in_input_units"):
         predict(HalfAFramework(), np.zeros((16, 16), np.float32))
 
 
@@ -50,3 +50,41 @@ def test_a_network_with_a_spatial_dims_attribute_is_still_a_bare_network() -> No
                                                 ("runs/last.ckpt", False), ("model.ckpt", False)])
 def test_lightning_checkpoint_names_are_not_files(name: str, expected: bool) -> None:
     assert is_lightning_name(name) is expected
+
+
+class Identity(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0)
+            self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Restoring(FCN):
+    """A regression framework whose outputs are in the input's units (as denoisers are)."""
+
+    def output_in_input_units(self) -> bool:
+        return True
+
+
+def test_outputs_in_input_units_are_mapped_back_through_the_normalization() -> None:
+    image = np.linspace(100, 200, 32 * 32, dtype=np.float32).reshape(32, 32)
+    plain = predict(FCN(Identity(), task="regression", spatial_dims=2), image, normalize=(0, 100))
+    restored = predict(Restoring(Identity(), task="regression", spatial_dims=2), image, normalize=(0, 100))
+    np.testing.assert_allclose(plain, (image - 100) / 100, atol=1e-6)     # the normalized scale, as FCN trains
+    np.testing.assert_allclose(restored, image, rtol=1e-6)                # the input's own units
+    unnormalized = predict(Restoring(Identity(), task="regression", spatial_dims=2), image)
+    np.testing.assert_allclose(unnormalized, image, rtol=1e-6)            # nothing to undo
+
+
+def test_prediction_says_when_it_cannot_undo_the_normalization() -> None:
+    from im2im_core import keys
+    from im2im_core.inference import predict_batch
+
+    batch = {keys.IMAGE: [np.ones((1, 16, 16), np.float32)], keys.IMAGE_DIMS: ["CYX"], keys.IMAGE_NORMALIZE: [None]}
+    with pytest.warns(UserWarning, match="outputs stay in the normalized units"):
+        predict_batch(Restoring(Identity(), task="regression", spatial_dims=2), batch)
