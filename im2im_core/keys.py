@@ -4,7 +4,9 @@ A sample (and a batch of them) is a dict: ``IM`` the input image, ``GT`` the tar
 second domain of unpaired data), ``CM`` a cost map; next to each image, ``<key>_path`` its
 file, ``<key>_dims`` its axes (``"CYX"``, ``"TCZYX"``...) and ``<key>_pixel_sizes`` its
 physical pixel sizes. A predict sample also has ``IM_normalize``: the percentiles prediction
-maps to 0 and 1, window by window, or None when the image was normalized on reading.
+maps to 0 and 1, window by window, or None when the image was normalized on reading. A
+training sample of a time series (``data.dims`` with T) has ``timepoint``: the one timepoint
+of its files that it stands for.
 """
 
 from __future__ import annotations
@@ -36,3 +38,5 @@ TARGET_PATH = path_key(TARGET)
 IMAGE_DIMS = dims_key(IMAGE)
 IMAGE_PIXEL_SIZES = pixel_sizes_key(IMAGE)
 IMAGE_NORMALIZE = f"{IMAGE}_normalize"
+#: The timepoint a training sample of a time series stands for (every image of the sample).
+TIMEPOINT = "timepoint"

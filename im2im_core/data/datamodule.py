@@ -19,7 +19,7 @@ from im2im_core.data.readers import check_dims
 from im2im_core.data.sampling import Sampling, choose_sampling, patch_sampler, sampling_cleanup, sampling_precompute
 from im2im_core.data.transforms import Binarized, PerTimepointd, ReadImaged
 from im2im_core.errors import DataError
-from im2im_core.keys import COSTMAP, IMAGE, IMAGE_NORMALIZE, TARGET, TARGET_PATH
+from im2im_core.keys import COSTMAP, IMAGE, IMAGE_NORMALIZE, TARGET, TARGET_PATH, TIMEPOINT
 from im2im_core.protocols import Reader
 
 TargetKind = Literal["mask", "labels", "intensity", "none"]
@@ -53,7 +53,8 @@ class Im2ImDataModule(pl.LightningDataModule):
         OME-Zarr and every format of an installed bioio plugin.
     dims : str
         Axes read from each file, e.g. ``"YX"``, ``"ZYX"``, ``"CZYX"``, or ``"YXS"`` for RGB
-        (the colour samples become channels).
+        (the colour samples become channels). With T (``"TYX"``, ``"TCZYX"``), each timepoint
+        of a file is one training sample, and prediction keeps the T axis.
     T, C, Z : int or list of int, optional
         Index along an axis not in ``dims`` (``T: 0``) or a subset of one in it (``C: [0, 2]``).
     target : {"mask", "labels", "intensity", "none"}
@@ -207,11 +208,32 @@ class Im2ImDataModule(pl.LightningDataModule):
             raise DataError("data.data_path is not set: give the training data folder or CSV (--data.data_path PATH)")
         return self.data_path
 
-    def _find_samples(self, path: str) -> list[dict[str, str]]:
+    def _find_samples(self, path: str) -> list[dict[str, Any]]:
         if self.target == "none":
-            return [{IMAGE: s[IMAGE]} for s in paired_samples(path, "images" if self.layout == "images" else self.layout,
-                                                            self.input_dir, self.target_dir, need_target=False)]
-        return paired_samples(path, self.layout, self.input_dir, self.target_dir)
+            found = paired_samples(path, "images" if self.layout == "images" else self.layout,
+                                   self.input_dir, self.target_dir, need_target=False)
+            if any(TARGET in sample for sample in found):
+                warnings.warn(f"data.target is none: the targets found in {path} are not used (training on the "
+                              f"inputs alone)", stacklevel=2)
+            samples: list[dict[str, Any]] = [{IMAGE: s[IMAGE]} for s in found]
+        else:
+            samples = paired_samples(path, self.layout, self.input_dir, self.target_dir)
+        return self._per_timepoint(samples) if "T" in self.dims else samples
+
+    def _per_timepoint(self, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One sample per timepoint of each file (``data.dims`` with T): a time series trains frame by frame."""
+        reader = self.make_reader()
+        expanded = []
+        for sample in samples:
+            counts = {}
+            for key in (k for k in (IMAGE, TARGET, COSTMAP) if k in sample):
+                image = reader.read(sample[key])
+                counts[sample[key]] = int(image.array.shape[image.dims.index("T")])
+            if len(set(counts.values())) > 1:
+                listing = "; ".join(f"{path} has {count}" for path, count in counts.items())
+                raise DataError(f"the images of a sample differ in their number of timepoints: {listing}")
+            expanded.extend({**sample, TIMEPOINT: t} for t in range(next(iter(counts.values()))))
+        return expanded
 
     def _split(self) -> None:
         if self.unpaired:
@@ -242,9 +264,14 @@ class Im2ImDataModule(pl.LightningDataModule):
         keys_with_cm = {frozenset(s) & {COSTMAP} for s in self.train_samples + self.val_samples}
         if len(keys_with_cm) > 1:
             raise DataError("some samples have a cost map (CM) and others not: give one for every sample or none")
+        checked: set[str] = set()  # the timepoints of a time series share their file
         for sample in [*self.train_samples, *self.val_samples, *self.domain_b_samples]:
+            files = {key: path for key, path in sample.items() if key in (IMAGE, TARGET, COSTMAP)}
+            if set(files.values()) <= checked:
+                continue
+            checked.update(files.values())
             shapes = {}
-            for key, path in sample.items():
+            for key, path in files.items():
                 image = reader.read(path)
                 if self.cache != "memory" and not np.isfinite(image.numpy()).all():
                     raise DataError(f"{path}: image contains NaN or infinite values")
@@ -296,7 +323,7 @@ class Im2ImDataModule(pl.LightningDataModule):
             domain_b = build_dataset(self.domain_b_samples, self.train_transform([TARGET]), self.cache, self.cache_dir,
                                      self.num_workers)
             return self._loader(UnpairedDataset(domain_a, domain_b, self.split_seed + round_index), shuffle=True)
-        keys = sorted(samples[0], key=[IMAGE, TARGET, COSTMAP].index)
+        keys = [k for k in (IMAGE, TARGET, COSTMAP) if k in samples[0]]
         return self._loader(build_dataset(samples, self.train_transform(keys), self.cache, self.cache_dir, self.num_workers),
                             shuffle=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,9 @@ class BioioReader:
             self.check_axes(path, sizes_by_axis)
         try:
             array = image.get_image_dask_data(self.dims, **self.selection)
-            sizes = image.physical_pixel_sizes
+            with warnings.catch_warnings():  # a TIFF without a resolution unit: the sizes are unknown (None)
+                warnings.filterwarnings("ignore", message="Could not parse tiff pixel size")
+                sizes = image.physical_pixel_sizes
         except Exception as exc:
             raise DataError(f"cannot read image {path} with dims {self.dims!r}: {type(exc).__name__}: {exc}") from None
         pixel_sizes: dict[str, Any] = {"Z": sizes.Z, "Y": sizes.Y, "X": sizes.X}

@@ -15,8 +15,8 @@ from monai.transforms import MapTransform
 from im2im_core.axes import spatial_of
 from im2im_core.data.readers import BioioReader
 from im2im_core.errors import DataError
-from im2im_core.keys import dims_key, path_key, pixel_sizes_key
-from im2im_core.protocols import Reader
+from im2im_core.keys import TIMEPOINT, dims_key, path_key, pixel_sizes_key
+from im2im_core.protocols import ImageData, Reader
 
 
 def _pixels(image: Any, path: str) -> np.ndarray:
@@ -26,6 +26,15 @@ def _pixels(image: Any, path: str) -> np.ndarray:
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else ""
         raise DataError(f"cannot read the pixels of {path}: truncated or damaged file ({type(exc).__name__}: {reason})") from None
+
+
+def one_timepoint(image: ImageData, timepoint: int, path: str) -> ImageData:
+    """Timepoint ``timepoint`` of an image read with a T axis (still lazy), its axes without T."""
+    count = int(image.array.shape[image.dims.index("T")])
+    if not 0 <= timepoint < count:
+        raise DataError(f"{path}: timepoint {timepoint} is out of range: the file has {count} along T")
+    index = (slice(None),) * image.dims.index("T") + (timepoint,)
+    return ImageData(image.array[index], image.dims.replace("T", ""), image.physical_pixel_sizes)
 
 
 class ReadImaged(MapTransform):
@@ -45,8 +54,9 @@ class ReadImaged(MapTransform):
     check_pairs : bool
         Require all keys of a sample to share one spatial shape.
     keep_time : bool
-        Keep a T axis (prediction); without it an image read with T is an error (training
-        takes one timepoint per sample).
+        Keep a T axis (prediction). Without it, an image read with T gives the timepoint the
+        sample's ``timepoint`` names (training on a time series: each timepoint a sample),
+        and is an error when the sample names none.
     lazy : bool
         Keep the reader's lazy (dask) array instead of reading the pixels, for prediction that
         reads window bands as it goes; the NaN check is then left out (it would read it all).
@@ -68,7 +78,10 @@ class ReadImaged(MapTransform):
             image = self.reader.read(path)
             timed = "T" in image.dims
             if timed and not self.keep_time:
-                raise DataError(f"{path}: dims {image.dims!r} keep the T axis; select one timepoint (T: 0) for training")
+                if TIMEPOINT not in sample:
+                    raise DataError(f"{path}: dims {image.dims!r} keep the T axis; select one timepoint (T: 0) for training")
+                image = one_timepoint(image, int(sample[TIMEPOINT]), path)
+                timed = False
             array = image.array if self.lazy and hasattr(image.array, "compute") else _pixels(image, path)
             array = array.astype(np.float32, copy=False)
             lead = 1 if timed else 0  # the channel axis goes after T

@@ -214,3 +214,40 @@ def test_content_sampling_centres_unpaired_patches_on_each_domains_content(data_
         centred[sampling] = float(np.mean([(p[:, 0, 16, 16] > threshold).float().mean() for p in patches]))
     set_determinism(None)
     assert centred["content"] >= 0.9 and centred["uniform"] < centred["content"] - 0.3, centred
+
+
+def _time_series(path, frames: int, shape=(48, 48)) -> None:
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(path, rng.integers(90, 180, (frames, *shape), dtype=np.uint16), imagej=True, metadata={"axes": "TYX"})
+
+
+def test_a_time_series_trains_each_timepoint_as_a_sample(tmp_path):
+    (tmp_path / "series").mkdir()
+    _time_series(tmp_path / "series" / "a.tif", 5)
+    _time_series(tmp_path / "series" / "b.tif", 3)
+    module = Im2ImDataModule(str(tmp_path / "series"), layout="images", dims="TYX", val_fraction=0.25, split_seed=1,
+                             **_small(patch_size=[32, 32]))
+    batch = _first_batch(module)
+    samples = module.train_samples + module.val_samples
+    assert sorted((s["IM"].rsplit("/", 1)[-1], s["timepoint"]) for s in samples) == \
+        [("a.tif", t) for t in range(5)] + [("b.tif", t) for t in range(3)]
+    assert len(module.val_samples) == 2
+    assert batch["IM"].shape == (4, 1, 32, 32)                   # one timepoint per patch, no T axis
+    val = next(iter(module.val_dataloader()))
+    assert val["IM"].shape == (1, 1, 48, 48) and val["IM_dims"] == ["CYX"]
+
+
+def test_paired_time_series_must_agree_in_timepoints(tmp_path):
+    for sub, frames in (("IM", 4), ("GT", 3)):
+        (tmp_path / sub).mkdir()
+        _time_series(tmp_path / sub / "a.tif", frames)
+    module = Im2ImDataModule(str(tmp_path), dims="TYX", target="intensity", **_small(patch_size=[32, 32]))
+    with pytest.raises(DataError, match="differ in their number of timepoints: .*IM/a.tif has 4; .*GT/a.tif has 3"):
+        module.setup("fit")
+
+
+def test_targets_of_image_only_training_are_ignored_with_a_warning(data_2d):
+    module = Im2ImDataModule(str(data_2d), target="none", val_fraction=0, **_small())
+    with pytest.warns(UserWarning, match="data.target is none: the targets found in .* are not used"):
+        batch = _first_batch(module)
+    assert "GT" not in batch
