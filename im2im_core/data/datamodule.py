@@ -54,7 +54,9 @@ class Im2ImDataModule(pl.LightningDataModule):
     dims : str
         Axes read from each file, e.g. ``"YX"``, ``"ZYX"``, ``"CZYX"``, or ``"YXS"`` for RGB
         (the colour samples become channels). With T (``"TYX"``, ``"TCZYX"``), each timepoint
-        of a file is one training sample, and prediction keeps the T axis.
+        of a file is one training sample (paired and image-only layouts; the validation split
+        then draws timepoints, so validation frames come from the training movies unless
+        ``val_path`` gives others), and prediction keeps the T axis.
     T, C, Z : int or list of int, optional
         Index along an axis not in ``dims`` (``T: 0``) or a subset of one in it (``C: [0, 2]``).
     target : {"mask", "labels", "intensity", "none"}
@@ -264,12 +266,12 @@ class Im2ImDataModule(pl.LightningDataModule):
         keys_with_cm = {frozenset(s) & {COSTMAP} for s in self.train_samples + self.val_samples}
         if len(keys_with_cm) > 1:
             raise DataError("some samples have a cost map (CM) and others not: give one for every sample or none")
-        checked: set[str] = set()  # the timepoints of a time series share their file
+        checked: set[frozenset[tuple[str, str]]] = set()  # the timepoints of a time series share their files
         for sample in [*self.train_samples, *self.val_samples, *self.domain_b_samples]:
             files = {key: path for key, path in sample.items() if key in (IMAGE, TARGET, COSTMAP)}
-            if set(files.values()) <= checked:
+            if frozenset(files.items()) in checked:
                 continue
-            checked.update(files.values())
+            checked.add(frozenset(files.items()))
             shapes = {}
             for key, path in files.items():
                 image = reader.read(path)

@@ -50,9 +50,9 @@ def predict_batch(framework: nn.Module, batch: dict[str, Any],
     paths = batch.get(keys.IMAGE_PATH) or [None] * count
     sizes = batch.get(keys.IMAGE_PIXEL_SIZES) or [{}] * count
     if keys.IMAGE_NORMALIZE in batch and None in normalize and _in_input_units(framework):
-        warnings.warn(f"{type(framework).__name__} gives outputs in the input's units, but the input was normalized on "
-                      "reading by a data.normalize that prediction cannot undo: outputs stay in the normalized units "
-                      "(only the default percentile normalization is undone)", stacklevel=2)
+        warnings.warn(f"{type(framework).__name__} gives outputs in the input's units, but data.normalize is not the "
+                      "default percentile normalization, the one prediction can undo: outputs are in the units the input "
+                      "had after data.normalize", stacklevel=2)
     outputs: list[np.ndarray | None] = []
     for image, dims, percentiles, path, pixel_sizes in zip(images, all_dims, normalize, paths, sizes):
         options = {"dims": dims, "inference": settings.inference, "postprocess": settings.postprocess,

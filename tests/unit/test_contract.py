@@ -86,5 +86,5 @@ def test_prediction_says_when_it_cannot_undo_the_normalization() -> None:
     from im2im_core.inference import predict_batch
 
     batch = {keys.IMAGE: [np.ones((1, 16, 16), np.float32)], keys.IMAGE_DIMS: ["CYX"], keys.IMAGE_NORMALIZE: [None]}
-    with pytest.warns(UserWarning, match="outputs stay in the normalized units"):
+    with pytest.warns(UserWarning, match="outputs are in the units the input had after data.normalize"):
         predict_batch(Restoring(Identity(), task="regression", spatial_dims=2), batch)

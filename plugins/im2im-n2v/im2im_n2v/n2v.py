@@ -61,6 +61,9 @@ class N2V(Im2ImFramework):
         Direction of the correlated noise (line).
     struct_span : int
         Pixels hidden on each side of a masked pixel.
+    off_axis : bool
+        Replacements only from pixels off the masked pixel's own row, column and Z line (as
+        CAREamics), where slightly correlated camera noise would leak most.
     channels : {"joint", "independent"}
         ``joint``: one network sees all channels (each masked on its own); ``independent``:
         a one-channel network denoises every channel separately.
@@ -77,7 +80,8 @@ class N2V(Im2ImFramework):
 
     def __init__(self, backbone: nn.Module, mask_share: float = 0.002, window: int = 11,
                  replacement: Replacement = "uniform", struct_mask: StructShape = "none",
-                 struct_axis: Literal["X", "Y", "Z"] = "X", struct_span: int = 2, channels: ChannelMode = "joint",
+                 struct_axis: Literal["X", "Y", "Z"] = "X", struct_span: int = 2, off_axis: bool = False,
+                 channels: ChannelMode = "joint",
                  loss: Literal["mse", "l1"] = "mse", optimizer: OptimizerCallable = torch.optim.Adam,
                  lr_scheduler: LRSchedulerCallable | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -87,11 +91,11 @@ class N2V(Im2ImFramework):
             raise ConfigError(f"N2V channels {channels!r} is not 'joint' or 'independent'")
         if loss not in ("mse", "l1"):
             raise ConfigError(f"N2V loss {loss!r} is not 'mse' or 'l1'")
-        self.masking = BlindSpotMasking(mask_share, window, replacement, struct_mask, struct_axis, struct_span)
+        self.masking = BlindSpotMasking(mask_share, window, replacement, struct_mask, struct_axis, struct_span, off_axis)
         self.channels, self.loss_kind = channels, loss
         self.network = ChannelsApart(backbone) if channels == "independent" else backbone
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
-        self._warned_targets = False
+        self._warned_targets = self._warned_small = False
 
     @classmethod
     def network_arguments(cls, spatial_dims: int, in_channels: int | None,
@@ -134,6 +138,12 @@ class N2V(Im2ImFramework):
         validation scores the same pixels.
         """
         images = batch[keys.IMAGE]
+        if not self.masking.fits(images.shape[2:]):  # training pads such images to the patch size; whole ones cannot be
+            if not self._warned_small:
+                warnings.warn(f"N2V: validation images of {'x'.join(map(str, images.shape[2:]))} pixels are smaller than "
+                              f"the masking window {self.masking.window}; they are not scored", stacklevel=2)
+                self._warned_small = True
+            return
         generator = torch.Generator(device=images.device).manual_seed(batch_idx)
         masked, positions = mask_batch(images, self.masking, generator)
         loss = masked_loss(self.predict_whole(masked), images, positions, self.loss_kind)

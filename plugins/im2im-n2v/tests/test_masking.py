@@ -90,3 +90,26 @@ def test_values_that_cannot_mask_are_refused_by_name(arguments: dict, message: s
 def test_patches_smaller_than_the_window_are_refused() -> None:
     with pytest.raises(ConfigError, match="patches of 8x8 pixels are smaller than the masking window 11"):
         mask_batch(torch.rand(1, 1, 8, 8), BlindSpotMasking())
+
+
+def test_patches_smaller_than_a_box_still_get_one_masked_pixel_each() -> None:
+    positions = stratified_positions((4, 2, 12, 12), 0.002, torch.Generator().manual_seed(0))  # boxes of 22 x 22
+    assert sorted((b, c) for b, c, *_ in positions.tolist()) == [(b, c) for b in range(4) for c in range(2)]
+    assert (positions[:, 2:] < 12).all()
+
+
+def test_struct_lines_longer_than_the_patch_are_refused() -> None:
+    masking = BlindSpotMasking(window=3, struct="line", struct_axis="Z", struct_span=8)
+    with pytest.raises(ConfigError, match="smaller than the masking window 3 or than the struct mask"):
+        mask_batch(torch.rand(1, 1, 16, 32, 32), masking)
+    mask_batch(torch.rand(1, 1, 17, 32, 32), masking)  # 2 x 8 + 1 planes fit
+
+
+def test_off_axis_replacements_leave_the_pixels_own_row_and_column_out() -> None:
+    offsets = BlindSpotMasking(window=5, off_axis=True).candidate_offsets(2)
+    assert len(offsets) == 16 and bool(offsets.all())               # the 4 x 4 off-axis pixels of a 5 x 5 window
+    batch = unique_values(1, 1, 12, 12)
+    masked = replaced(batch, torch.tensor([[0, 0, 6, 6]]), BlindSpotMasking(window=5, off_axis=True),
+                      torch.Generator().manual_seed(3))
+    source = (batch == masked[0, 0, 6, 6]).nonzero()[0].tolist()
+    assert source[2] != 6 and source[3] != 6

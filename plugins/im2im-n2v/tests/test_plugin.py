@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import im2im_n2v
@@ -100,6 +101,14 @@ def test_a_time_series_trains_frame_by_frame_and_predicts_with_its_time_axis(reg
     (output,) = predict_folder(run, timelapse, capsys)
     image = tifffile.imread(next(timelapse.iterdir()))
     assert tifffile.imread(output).shape == image.shape == (8, 96, 96)
+    # streamed to OME-Zarr, window band by window band, with flips as TTA: the same axes, the input's units
+    shutil.rmtree("outputs")
+    (zarr_output,) = predict_folder(run, timelapse, capsys, "--prediction.output_format", "ome-zarr",
+                                    "--prediction.inference.tta", "flips")
+    from im2im_core.data.readers import BioioReader
+
+    streamed = BioioReader(dims="TYX").read(zarr_output).numpy()
+    assert streamed.shape == image.shape and 50 < float(streamed.mean()) < 250
 
 
 def test_3d_preset_trains_on_stacks_and_ignores_their_targets(registry, stacks: Path, tmp_path: Path,
