@@ -113,7 +113,8 @@ def fit(arguments: list[str]) -> float:
 
 def common(steps: int, batch: int, patch: int, root: Path) -> list[str]:
     return ["--data.patch_size", f"[{patch},{patch}]", "--data.batch_size", str(batch), "--data.samples_per_image", "2",
-            "--data.val_fraction", "0", "--trainer.max_steps", str(steps), "--trainer.limit_val_batches", "0",
+            "--data.val_fraction", "0", "--trainer.max_steps", str(steps), "--trainer.max_epochs", "-1",  # steps decide
+            "--trainer.limit_val_batches", "0",
             "--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
             "--trainer.default_root_dir", str(root)]
 

@@ -105,7 +105,8 @@ def main() -> None:
         start = time.perf_counter()
         code = im2im(["fit", "--config", preset, "--data.data_path", str(work / "data"), "--data.dims", "TYX",
                       "--data.batch_size", "16", "--data.val_fraction", "0", "--trainer.limit_val_batches", "0",
-                      "--trainer.max_steps", str(args.steps), "--trainer.accelerator", "cpu", "--trainer.logger", "false",
+                      "--trainer.max_steps", str(args.steps), "--trainer.max_epochs", "-1", "--trainer.accelerator", "cpu",
+                      "--trainer.logger", "false",
                       "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(run)])
         train_seconds[preset] = round(time.perf_counter() - start, 1)
         if code:
