@@ -19,10 +19,10 @@ Every im2im case draws 2 patches from each of 8 frames per batch of 16.
 
 The N2V cases interleave, im2im then CAREamics, N2V then N2V2 (a, b, a, b), and each reports
 training patches per second (steps x batch / wall time of the training call, data preparation
-included). Also reported: a grid-artefact figure, the power of the residual (output - clean)
-at the frequencies of a 4-pixel grid, over the median power of the residual's high
-frequencies (about 1: no grid; N2V's checkerboard raises it), and docs/images/n2v_fmd.png
-with crops of noisy, N2V, N2V2 and clean.
+included). Also reported: ``grid`` (:func:`grid_peaks` of the residual output - clean; about 1:
+no periodic pattern, N2V's checkerboard raises it), ``slope`` (of a line fitted from clean to
+output: contrast kept at 1), the noise's correlation between neighbours on the training
+fields, and docs/images/n2v_fmd.png with crops of noisy, N2V, N2V2, CAREamics N2V and clean.
 
 Not part of CI (minutes of training per case). Usage::
 
@@ -70,28 +70,40 @@ def scores(outputs: np.ndarray, clean: np.ndarray) -> dict[str, list[float]]:
             "ssim": [structural_similarity(c, np.clip(o, 0, 255), data_range=255) for o, c in zip(outputs, clean)]}
 
 
-def grid_artefact(outputs: np.ndarray, clean: np.ndarray) -> float:
-    """How much a 4-pixel grid (a depth-2 U-Net's checkerboard) stands out in the residual (output - clean).
+def grid_peaks(images: np.ndarray) -> float:
+    """How much a grid of period 2 or 4 pixels (a depth-2 U-Net's checkerboard) stands out in ``images`` (N, Y, X).
 
-    At each of the 15 frequencies of a grid of period 2 or 4 pixels, the residual's power over
-    the median power of the 7 x 7 frequencies around it (a local background); the mean of these
-    peak ratios, median over images. About 1: no periodic artefact; a checkerboard raises it.
+    At each of the 15 frequencies of such a grid, the power over the median power of the 7 x 7
+    frequencies around it (a local background); the mean of these peak ratios, median over
+    images. About 1: no periodic pattern; a checkerboard raises it. Also used by
+    bench_n2v_telomeres.py.
     """
     ratios = []
-    for output, target in zip(outputs, clean):
-        power = np.abs(np.fft.fft2(output - target)) ** 2
-        n = power.shape[0]
+    for image in images:
+        power = np.abs(np.fft.fft2(image - image.mean())) ** 2
         peaks = []
         for i in range(4):
             for j in range(4):
                 if (i, j) == (0, 0):
                     continue
-                y, x = i * n // 4, j * n // 4
+                y, x = i * power.shape[0] // 4, j * power.shape[1] // 4
                 around = np.roll(np.roll(power, 3 - y, axis=0), 3 - x, axis=1)[:7, :7].copy()
                 around[3, 3] = np.nan
                 peaks.append(power[y, x] / np.nanmedian(around))
         ratios.append(float(np.mean(peaks)))
     return float(np.median(ratios))
+
+
+def slope(outputs: np.ndarray, clean: np.ndarray) -> float:
+    """Median over images of the slope of a line fitted from clean to output (1: contrast kept, < 1: compressed)."""
+    return float(np.median([np.polyfit(c.ravel(), o.ravel(), 1)[0] for o, c in zip(outputs, clean)]))
+
+
+def neighbour_noise_r(noisy: np.ndarray, clean: np.ndarray) -> dict[str, float]:
+    """Pearson's r of the noise (noisy - clean) between horizontal and between vertical neighbours."""
+    noise = noisy - clean
+    pairs = {"horizontal": (noise[:, :, :-1], noise[:, :, 1:]), "vertical": (noise[:, :-1], noise[:, 1:])}
+    return {name: round(float(np.corrcoef(a.ravel(), b.ravel())[0, 1]), 3) for name, (a, b) in pairs.items()}
 
 
 def write_frames(folder: Path, frames: np.ndarray, names: list[str]) -> None:
@@ -241,15 +253,19 @@ def report(outputs: dict[str, np.ndarray], test_clean: np.ndarray, throughput: d
         throughput = json.loads((args.workdir / "throughput.json").read_text())
     results: dict[str, dict] = {}
     per_image = {name: scores(output, test_clean) for name, output in outputs.items()}
-    print(f"\n{'case':28s} {'PSNR dB':>14s} {'SSIM':>14s} {'grid':>6s} {'patches/s':>10s}")
+    print(f"\n{'case':28s} {'PSNR dB':>14s} {'SSIM':>14s} {'grid':>6s} {'slope':>6s} {'patches/s':>10s}")
     for name, values in per_image.items():
         psnr, ssim = summary(values["psnr"]), summary(values["ssim"])
-        grid = grid_artefact(outputs[name], test_clean)
+        grid = grid_peaks(outputs[name] - test_clean)
         results[name] = {"psnr": psnr, "ssim": ssim, "grid_artefact": round(grid, 2),
+                         "slope": round(slope(outputs[name], test_clean), 3),
                          **({"patches_per_s": round(throughput[name], 2)} if name in throughput else {})}
         rate = f"{throughput[name]:10.1f}" if name in throughput else ""
         print(f"{name:28s} {psnr['mean']:7.2f} ± {psnr['std']:4.2f} {ssim['mean']:7.4f} ± {ssim['std']:5.4f} "
-              f"{grid:6.2f} {rate}")
+              f"{grid:6.2f} {results[name]['slope']:6.3f} {rate}")
+    noise_r = neighbour_noise_r(*load(TRAIN_FIELDS)[:2])
+    print(f"noise correlation between neighbours on the training fields: {noise_r}")
+    chosen = {**(chosen or {}), "train_noise_neighbour_r": noise_r}
     comparison = {}
     for variant in ("n2v", "n2v2"):
         if f"careamics_{variant}" in per_image:
@@ -262,7 +278,7 @@ def report(outputs: dict[str, np.ndarray], test_clean: np.ndarray, throughput: d
     print(json.dumps(comparison))
     save_crops(args.image, outputs, test_clean)
     print(json.dumps({"bench": "n2v_fmd", "steps": args.steps, "batch": args.batch, "patch": args.patch,
-                      "train_fields": list(TRAIN_FIELDS), "test_fields": list(TEST_FIELDS), **(chosen or {}),
+                      "train_fields": list(TRAIN_FIELDS), "test_fields": list(TEST_FIELDS), **chosen,
                       "results": results, **comparison}))
 
 
