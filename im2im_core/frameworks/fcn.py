@@ -36,7 +36,7 @@ class FCN(Im2ImFramework):
     threshold : float
         Probability above which a pixel is foreground (binary segmentation).
     **kwargs
-        ``spatial_dims``, ``roi_size``, ``overlap``, ``sw_batch_size``, ``lr_interval`` of
+        ``spatial_dims``, ``roi_size``, ``overlap``, ``sw_batch_size``, ``lr_interval``, ``channels_last`` of
         :class:`~im2im_core.frameworks.Im2ImFramework`.
     """
 
