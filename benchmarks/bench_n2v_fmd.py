@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3, help="runs of each N2V case, seeds 0 .. seeds - 1")
     parser.add_argument("--image", type=Path, default=HERE.parent / "docs" / "images" / "n2v_fmd.png")
     parser.add_argument("--rescore", action="store_true",
                         help="score the outputs.npz of an earlier run in --workdir again, without training")
@@ -212,32 +213,38 @@ def main() -> None:
     outputs[f"gaussian_sigma{sigma}"] = np.stack([ndimage.gaussian_filter(f, sigma) for f in test_noisy])
     outputs[f"median_{size}"] = np.stack([ndimage.median_filter(f, size) for f in test_noisy])
 
-    throughput: dict[str, float] = {}
-    for variant, preset in (("n2v", "denoise_n2v_2d"), ("n2v2", "denoise_n2v2_2d")):
-        root = work / "runs" / f"im2im_{variant}"
-        seconds = fit(["--config", preset, "--data.data_path", str(work / "n2v_train"),
-                       *common(args.steps, args.batch, args.patch, root)])
-        throughput[f"im2im_{variant}"] = args.steps * args.batch / seconds
-        outputs[f"im2im_{variant}"] = predict_all(last_checkpoint(root), test_noisy, fixed_range=False)
-        print(f"im2im {variant}: {seconds:.1f} s, {throughput[f'im2im_{variant}']:.1f} patches/s", flush=True)
-        if args.careamics_python is not None:
-            command = [str(args.careamics_python), str(HERE / "careamics_n2v_fmd.py"), "--workdir", str(work),
-                       "--steps", str(args.steps), "--batch", str(args.batch), "--patch", str(args.patch),
-                       "--threads", str(args.threads), *(["--n2v2"] if variant == "n2v2" else [])]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise SystemExit(f"careamics failed:\n{done.stderr[-3000:]}")
-            figures = json.loads(done.stdout.strip().splitlines()[-1])
-            throughput[f"careamics_{variant}"] = figures["patches_per_s"]
-            outputs[f"careamics_{variant}"] = np.load(work / f"careamics_{variant}.npy")
-            print(f"careamics {variant}: {figures}", flush=True)
+    throughput: dict[str, list[float]] = {}
+    runs: dict[str, list[np.ndarray]] = {}
+    for seed in range(args.seeds):  # interleaved: im2im, CAREamics, N2V then N2V2, seed after seed
+        for variant, preset in (("n2v", "denoise_n2v_2d"), ("n2v2", "denoise_n2v2_2d")):
+            root = work / "runs" / f"im2im_{variant}_seed{seed}"
+            seconds = fit(["--config", preset, "--data.data_path", str(work / "n2v_train"), "--seed_everything", str(seed),
+                           *common(args.steps, args.batch, args.patch, root)])
+            throughput.setdefault(f"im2im_{variant}", []).append(args.steps * args.batch / seconds)
+            runs.setdefault(f"im2im_{variant}", []).append(predict_all(last_checkpoint(root), test_noisy, fixed_range=False))
+            print(f"im2im {variant} seed {seed}: {seconds:.1f} s, {args.steps * args.batch / seconds:.1f} patches/s",
+                  flush=True)
+            if args.careamics_python is not None:
+                command = [str(args.careamics_python), str(HERE / "careamics_n2v_fmd.py"), "--workdir", str(work),
+                           "--steps", str(args.steps), "--batch", str(args.batch), "--patch", str(args.patch),
+                           "--threads", str(args.threads), "--seed", str(seed), *(["--n2v2"] if variant == "n2v2" else [])]
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise SystemExit(f"careamics failed:\n{done.stderr[-3000:]}")
+                figures = json.loads(done.stdout.strip().splitlines()[-1])
+                throughput.setdefault(f"careamics_{variant}", []).append(figures["patches_per_s"])
+                runs.setdefault(f"careamics_{variant}", []).append(np.load(work / f"careamics_{variant}.npy"))
+                print(f"careamics {variant} seed {seed}: {figures}", flush=True)
+    for name, outputs_of_seeds in runs.items():  # seed 0 as the case, the others as name_seedK
+        outputs[name] = outputs_of_seeds[0]
+        outputs.update({f"{name}_seed{k}": o for k, o in enumerate(outputs_of_seeds) if k})
 
     config = fcn_config(work / "fcn.yaml")
     for case, folder in (("noise2noise", "n2n"), ("supervised", "supervised")):
         root = work / "runs" / case
         seconds = fit(["--config", str(config), "--data.data_path", str(work / folder),
                        *common(args.steps, args.batch, args.patch, root)])
-        throughput[case] = args.steps * args.batch / seconds
+        throughput[case] = [args.steps * args.batch / seconds]
         outputs[case] = predict_all(last_checkpoint(root), test_noisy, fixed_range=True)
         print(f"{case}: {seconds:.1f} s", flush=True)
 
@@ -246,35 +253,57 @@ def main() -> None:
     report(outputs, test_clean, throughput, args, {"sigma": sigma, "median_size": size})
 
 
-def report(outputs: dict[str, np.ndarray], test_clean: np.ndarray, throughput: dict[str, float],
+def seeds_of(outputs: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    """Each case and the names of its runs: ``case`` (seed 0) and ``case_seedK``."""
+    cases: dict[str, list[str]] = {}
+    for name in outputs:
+        cases.setdefault(name.split("_seed")[0], []).append(name)
+    return cases
+
+
+def report(outputs: dict[str, np.ndarray], test_clean: np.ndarray, throughput: dict[str, list[float]],
            args: argparse.Namespace, chosen: dict | None = None) -> None:
-    """Print the table, the im2im - CAREamics comparison, the crops, and the JSON line."""
+    """Print the table, the im2im - CAREamics comparison, the crops, and the JSON line.
+
+    A case run with several seeds reports the mean over its seeds of each figure (PSNR and SSIM:
+    the mean over the 24 frames of each seed, then over seeds, with the std over seeds).
+    """
     if not throughput and (args.workdir / "throughput.json").is_file():
         throughput = json.loads((args.workdir / "throughput.json").read_text())
     results: dict[str, dict] = {}
     per_image = {name: scores(output, test_clean) for name, output in outputs.items()}
-    print(f"\n{'case':28s} {'PSNR dB':>14s} {'SSIM':>14s} {'grid':>6s} {'slope':>6s} {'patches/s':>10s}")
-    for name, values in per_image.items():
-        psnr, ssim = summary(values["psnr"]), summary(values["ssim"])
-        grid = grid_peaks(outputs[name] - test_clean)
-        results[name] = {"psnr": psnr, "ssim": ssim, "grid_artefact": round(grid, 2),
-                         "slope": round(slope(outputs[name], test_clean), 3),
-                         **({"patches_per_s": round(throughput[name], 2)} if name in throughput else {})}
-        rate = f"{throughput[name]:10.1f}" if name in throughput else ""
-        print(f"{name:28s} {psnr['mean']:7.2f} ± {psnr['std']:4.2f} {ssim['mean']:7.4f} ± {ssim['std']:5.4f} "
-              f"{grid:6.2f} {results[name]['slope']:6.3f} {rate}")
+    print(f"\n{'case':28s} {'seeds':>5s} {'PSNR dB':>15s} {'SSIM':>8s} {'grid':>6s} {'slope':>6s} {'patches/s':>10s}")
+    for case, names in seeds_of(outputs).items():
+        psnr = [float(np.mean(per_image[n]["psnr"])) for n in names]
+        figures = {"psnr": summary(psnr), "ssim": round(float(np.mean([np.mean(per_image[n]["ssim"]) for n in names])), 4),
+                   "psnr_over_frames_std": round(float(np.mean([np.std(per_image[n]["psnr"]) for n in names])), 3),
+                   "grid_artefact": round(float(np.mean([grid_peaks(outputs[n] - test_clean) for n in names])), 2),
+                   "slope": round(float(np.mean([slope(outputs[n], test_clean) for n in names])), 3), "seeds": len(names)}
+        if case in throughput:
+            figures["patches_per_s"] = [round(r, 2) for r in throughput[case]]
+        results[case] = figures
+        rate = f"{np.median(throughput[case]):10.1f}" if case in throughput else ""
+        print(f"{case:28s} {len(names):5d} {figures['psnr']['mean']:7.2f} ± {figures['psnr']['std']:5.2f} "
+              f"{figures['ssim']:8.4f} {figures['grid_artefact']:6.2f} {figures['slope']:6.3f} {rate}")
     noise_r = neighbour_noise_r(*load(TRAIN_FIELDS)[:2])
     print(f"noise correlation between neighbours on the training fields: {noise_r}")
     chosen = {**(chosen or {}), "train_noise_neighbour_r": noise_r}
     comparison = {}
+    cases = seeds_of(outputs)
     for variant in ("n2v", "n2v2"):
-        if f"careamics_{variant}" in per_image:
-            diff = np.subtract(per_image[f"im2im_{variant}"]["psnr"], per_image[f"careamics_{variant}"]["psnr"])
-            comparison[f"{variant}_psnr_im2im_minus_careamics"] = summary(list(diff))
-            comparison[f"{variant}_images_im2im_better"] = int((diff > 0).sum())
-            if throughput:
-                comparison[f"{variant}_throughput_im2im_over_careamics"] = round(
-                    throughput[f"im2im_{variant}"] / throughput[f"careamics_{variant}"], 3)
+        ours, theirs = cases.get(f"im2im_{variant}", []), cases.get(f"careamics_{variant}", [])
+        pairs = list(zip(ours, theirs))  # the same seed, run one after the other
+        if not pairs:
+            continue
+        diffs = np.array([np.subtract(per_image[a]["psnr"], per_image[b]["psnr"]) for a, b in pairs])  # (seeds, frames)
+        comparison[f"{variant}_psnr_im2im_minus_careamics"] = {
+            "mean": round(float(diffs.mean()), 3), "std_over_frames": round(float(diffs.mean(axis=0).std()), 3),
+            "per_seed": [round(float(d.mean()), 3) for d in diffs]}
+        comparison[f"{variant}_frames_im2im_better"] = int((diffs.mean(axis=0) > 0).sum())
+        if f"im2im_{variant}" in throughput and f"careamics_{variant}" in throughput:
+            ratios = np.divide(throughput[f"im2im_{variant}"], throughput[f"careamics_{variant}"])
+            comparison[f"{variant}_throughput_im2im_over_careamics"] = {
+                "median": round(float(np.median(ratios)), 3), "per_seed": [round(float(r), 3) for r in ratios]}
     print(json.dumps(comparison))
     save_crops(args.image, outputs, test_clean)
     print(json.dumps({"bench": "n2v_fmd", "steps": args.steps, "batch": args.batch, "patch": args.patch,

@@ -47,7 +47,7 @@ class N2V(Im2ImFramework):
         The network, same channels in and out (``n2v_unet``; with ``n2v2: true`` N2V2's).
         ``im2im fit`` fills its ``spatial_dims`` and channels from the data.
     mask_share : float
-        Share of the pixels of each patch masked, in ``(0, 0.5]``; default 0.2 %.
+        Share of the pixels of each patch masked, in ``(0, 0.25]``; default 0.2 %.
     window : int
         Odd side of the neighbourhood a masked pixel's replacement comes from (11, as CAREamics).
     replacement : {"uniform", "median"}
@@ -74,7 +74,7 @@ class N2V(Im2ImFramework):
     lr_scheduler : callable, optional
         ``lr_scheduler(optimizer)``; ``ReduceLROnPlateau`` follows the validation loss.
     **kwargs
-        ``spatial_dims``, ``roi_size``, ``overlap``, ``sw_batch_size``, ``lr_interval`` of
+        ``spatial_dims``, ``roi_size``, ``overlap``, ``sw_batch_size``, ``lr_interval``, ``channels_last`` of
         :class:`~im2im_core.frameworks.Im2ImFramework`.
     """
 

@@ -66,6 +66,11 @@ def train_two_steps(preset: str, data: Path, patch: str, capsys: pytest.CaptureF
 
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 2
+    # the presets' weight average (EMAWeightAveraging) is what the checkpoint holds for prediction; the last
+    # step's weights are kept beside it for a resume
+    average, current = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert average.keys() == current.keys()
+    assert any(not torch.equal(average[k], current[k]) for k in average if k.endswith(".weight"))
     return run
 
 
