@@ -17,7 +17,8 @@ the 24 noisy frames of fields 8-10, which no training saw, are scored with PSNR 
 
 Every im2im case draws 2 patches from each of 8 frames per batch of 16.
 
-The N2V cases interleave, im2im then CAREamics, N2V then N2V2 (a, b, a, b), and each reports
+The N2V cases run with seeds 0 .. ``--seeds`` - 1 and interleave, im2im then CAREamics, N2V then
+N2V2, seed after seed (a, b, a, b); a case reports the mean of its seeds, and each run reports
 training patches per second (steps x batch / wall time of the training call, data preparation
 included). Also reported: ``grid`` (:func:`grid_peaks` of the residual output - clean; about 1:
 no periodic pattern, N2V's checkerboard raises it), ``slope`` (of a line fitted from clean to
@@ -26,7 +27,7 @@ fields, and docs/images/n2v_fmd.png with crops of noisy, N2V, N2V2, CAREamics N2
 
 Not part of CI (minutes of training per case). Usage::
 
-    python benchmarks/bench_n2v_fmd.py --careamics-python ~/venvs/careamics/bin/python [--steps 300]
+    python benchmarks/bench_n2v_fmd.py --careamics-python ~/venvs/careamics/bin/python [--steps 1000] [--seeds 2]
 
 Ends with one JSON line.
 """
