@@ -10,7 +10,9 @@ patches from each of 8 frames per batch). Variants (combinable):
   0..1 (the preset's), a per-image z-score (MONAI ``NormalizeIntensityd``), or the mean and std
   of all training frames (CAREamics' normalization); prediction applies the same and maps the
   outputs back into 0..255;
-- ``--samples-per-image 1``: 16 frames per batch instead of 8.
+- ``--samples-per-image 1``: 16 frames per batch instead of 8;
+- ``--careamics-python PY``: instead of im2im, CAREamics' N2V under the same conditions
+  (``careamics_n2v_fmd.py`` in its own environment, with this seed, steps and threads).
 
 Prints one JSON line: PSNR (mean and std over the 24 frames), SSIM, the slope of a line from
 clean to output (1: contrast kept), ``grid`` (:func:`bench_n2v_fmd.grid_peaks`), training
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +63,7 @@ def main() -> None:
     parser.add_argument("--normalize", choices=["percentiles", "zscore", "meanstd"], default="percentiles")
     parser.add_argument("--samples-per-image", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--careamics-python", type=Path, help="score CAREamics' N2V (its own environment) instead")
     args = parser.parse_args()
     import torch
 
@@ -71,6 +75,18 @@ def main() -> None:
         fmd.write_frames(frames, train_noisy, [f"field{f}_frame{i % 8}" for i, f in enumerate(train_owner)])
     root = args.workdir / "runs" / args.name
     root.mkdir(parents=True, exist_ok=True)
+    if args.careamics_python is not None:
+        np.save(args.workdir / "train.npy", train_noisy.astype(np.uint8))
+        np.save(args.workdir / "test.npy", test_noisy.astype(np.uint8))
+        command = [str(args.careamics_python), str(Path(__file__).resolve().parent / "careamics_n2v_fmd.py"),
+                   "--workdir", str(args.workdir), "--steps", str(args.steps), "--threads", str(args.threads),
+                   "--seed", str(args.seed)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"careamics failed:\n{done.stderr[-3000:]}")
+        seconds = json.loads(done.stdout.strip().splitlines()[-1])["train_seconds"]
+        report(args, "careamics", np.load(args.workdir / "careamics_n2v.npy"), test_clean, seconds)
+        return
     callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                   "init_args": {"dirpath": str(root / "checkpoints"), "save_last": True}}]
     if args.ema:
@@ -87,10 +103,16 @@ def main() -> None:
     from im2im_core.inference import load_model
 
     model = load_model(root / "checkpoints" / "last.ckpt")
-    outputs = np.stack([predict_frame(model, frame) for frame in test_noisy])
+    report(args, "im2im", np.stack([predict_frame(model, frame) for frame in test_noisy]), test_clean, seconds)
+
+
+def report(args: argparse.Namespace, tool: str, outputs: np.ndarray, test_clean: np.ndarray, seconds: float) -> None:
+    """The JSON line of one run."""
     figures = fmd.scores(outputs, test_clean)
-    print(json.dumps({"bench": "n2v_fmd_variants", "name": args.name, "seed": args.seed, "ema": args.ema,
-                      "normalize": args.normalize, "samples_per_image": args.samples_per_image, "steps": args.steps,
+    variant = ({"ema": args.ema, "normalize": args.normalize, "samples_per_image": args.samples_per_image}
+               if tool == "im2im" else {"defaults": "careamics_n2v_fmd.py"})
+    print(json.dumps({"bench": "n2v_fmd_variants", "tool": tool, "name": args.name, "seed": args.seed, **variant,
+                      "steps": args.steps,
                       "psnr": round(float(np.mean(figures["psnr"])), 3), "psnr_std": round(float(np.std(figures["psnr"])), 3),
                       "ssim": round(float(np.mean(figures["ssim"])), 4), "slope": round(fmd.slope(outputs, test_clean), 3),
                       "grid": round(fmd.grid_peaks(outputs - test_clean), 2), "train_seconds": round(seconds, 1),
