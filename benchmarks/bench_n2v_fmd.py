@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -157,16 +158,27 @@ def last_checkpoint(root: Path) -> Path:
     return found[-1]
 
 
+def stored_normalization(checkpoint: Path) -> Any:
+    """What ``predict(checkpoint, ..., normalize="auto")`` uses: the training frames' mean and std
+    that the N2V presets (``TrainingSetNormalized``) store in the checkpoint.
+    """
+    from im2im_core.inference.predict_array import resolve_normalize
+
+    return resolve_normalize("auto", checkpoint)
+
+
 def predict_all(checkpoint: Path, noisy: np.ndarray, fixed_range: bool) -> np.ndarray:
-    """Whole test frames through im2im's prediction: the N2V presets normalize by percentiles and give
-    the input's units back; the FCN configs see intensities / 255 and their outputs are scaled back here.
+    """Whole test frames through im2im's prediction: the N2V presets normalize by the training set's
+    mean and std and give the input's units back; the FCN configs see intensities / 255 and their
+    outputs are scaled back here.
     """
     from im2im_core.inference import load_model, predict
 
     model = load_model(checkpoint)
     if fixed_range:
         return np.stack([predict(model, frame / 255.0) * 255.0 for frame in noisy])
-    return np.stack([predict(model, frame, normalize=(0.5, 99.5)) for frame in noisy])
+    normalize = stored_normalization(checkpoint)
+    return np.stack([predict(model, frame, normalize=normalize) for frame in noisy])
 
 
 def summary(values: list[float]) -> dict[str, float]:

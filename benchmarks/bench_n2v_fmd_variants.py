@@ -6,10 +6,13 @@ patches from each of 8 frames per batch). Variants (combinable):
 
 - ``--ema DECAY``: Lightning's ``EMAWeightAveraging`` (the average of the weights is what the
   checkpoint holds and prediction uses);
-- ``--normalize percentiles|zscore|meanstd``: the core's per-image percentiles (0.5, 99.5) to
-  0..1 (the preset's), a per-image z-score (MONAI ``NormalizeIntensityd``), or the mean and std
-  of all training frames (CAREamics' normalization); prediction applies the same and maps the
-  outputs back into 0..255;
+- ``--normalize preset|percentiles|zscore|meanstd``: the preset's ``TrainingSetNormalized``
+  (the training frames' mean and std, learned at fit and read back from the checkpoint), the
+  core's per-image percentiles (0.5, 99.5) to 0..1 (the presets' normalization before it), a
+  per-image z-score (MONAI ``NormalizeIntensityd``), or the mean and std of all training frames
+  computed here and given as a fixed ``ScaleIntensityRanged`` (how the first variant runs
+  emulated CAREamics' normalization); prediction applies the same and maps the outputs back
+  into 0..255;
 - ``--samples-per-image 1``: 16 frames per batch instead of 8;
 - ``--careamics-python PY``: instead of im2im, CAREamics' N2V under the same conditions
   (``careamics_n2v_fmd.py`` in its own environment, with this seed, steps and threads).
@@ -38,18 +41,22 @@ import bench_n2v_fmd as fmd  # noqa: E402
 
 
 def normalization(kind: str, train: np.ndarray) -> tuple[list[dict] | None, Callable]:
-    """The ``data.normalize`` of a variant (None: the preset's) and ``predict_frame(model, frame)`` in 0..255."""
+    """The ``data.normalize`` of a variant (None: the preset's) and ``predict_frame(model, checkpoint, frame)`` in 0..255."""
     from im2im_core.inference import predict
 
+    if kind == "preset":
+        return None, lambda model, checkpoint, frame: predict(model, frame, normalize=fmd.stored_normalization(checkpoint))
     if kind == "percentiles":
-        return None, lambda model, frame: predict(model, frame, normalize=(0.5, 99.5))
+        steps = [{"class_path": "PercentileNormalized", "init_args": {"keys": ["IM"]}}]
+        return steps, lambda model, checkpoint, frame: predict(model, frame, normalize=(0.5, 99.5))
     if kind == "zscore":
         steps = [{"class_path": "monai.transforms.NormalizeIntensityd", "init_args": {"keys": ["IM"]}}]
-        return steps, lambda model, frame: predict(model, (frame - frame.mean()) / frame.std()) * frame.std() + frame.mean()
+        return steps, lambda model, checkpoint, frame: (predict(model, (frame - frame.mean()) / frame.std()) * frame.std()
+                                                        + frame.mean())
     mean, std = float(train.mean()), float(train.std())
     steps = [{"class_path": "monai.transforms.ScaleIntensityRanged",
               "init_args": {"keys": ["IM"], "a_min": mean, "a_max": mean + std, "b_min": 0, "b_max": 1}}]
-    return steps, lambda model, frame: predict(model, (frame - mean) / std) * std + mean
+    return steps, lambda model, checkpoint, frame: predict(model, (frame - mean) / std) * std + mean
 
 
 def main() -> None:
@@ -60,7 +67,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--ema", type=float, default=0.0, help="EMA decay; 0: no weight average")
-    parser.add_argument("--normalize", choices=["percentiles", "zscore", "meanstd"], default="percentiles")
+    parser.add_argument("--normalize", choices=["preset", "percentiles", "zscore", "meanstd"], default="preset")
     parser.add_argument("--samples-per-image", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--careamics-python", type=Path, help="score CAREamics' N2V (its own environment) instead")
@@ -102,8 +109,9 @@ def main() -> None:
                        *options])
     from im2im_core.inference import load_model
 
-    model = load_model(root / "checkpoints" / "last.ckpt")
-    report(args, "im2im", np.stack([predict_frame(model, frame) for frame in test_noisy]), test_clean, seconds)
+    checkpoint = root / "checkpoints" / "last.ckpt"
+    model = load_model(checkpoint)
+    report(args, "im2im", np.stack([predict_frame(model, checkpoint, frame) for frame in test_noisy]), test_clean, seconds)
 
 
 def report(args: argparse.Namespace, tool: str, outputs: np.ndarray, test_clean: np.ndarray, seconds: float) -> None:

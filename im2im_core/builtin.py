@@ -50,6 +50,7 @@ def im2im_register_transforms() -> dict[str, Any]:
         "Binarized": "im2im_core.data.transforms:Binarized",
         "PercentileNormalized": "im2im_core.data.normalization:PercentileNormalized",
         "CenterNormalized": "im2im_core.data.normalization:CenterNormalized",
+        "TrainingSetNormalized": "im2im_core.data.normalization:TrainingSetNormalized",
         # z-score normalization is MONAI's; the short name only makes it easy to find
         "StandardNormalized": "monai.transforms.intensity.dictionary:NormalizeIntensityd",
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -14,7 +15,7 @@ from monai.transforms import Compose, RandFlipd, RandRotate90d, SelectItemsd, Sp
 from im2im_core.axes import spatial_of
 from im2im_core.data.datasets import CacheMode, UnpairedDataset, build_dataset, partial_subset
 from im2im_core.data.layouts import paired_samples, unpaired_samples
-from im2im_core.data.normalization import PercentileNormalized
+from im2im_core.data.normalization import TRAINING_STATISTICS, MeanStd, PercentileNormalized, TrainingSetNormalized
 from im2im_core.data.readers import check_dims
 from im2im_core.data.sampling import Sampling, choose_sampling, patch_sampler, sampling_cleanup, sampling_precompute
 from im2im_core.data.transforms import Binarized, PerTimepointd, ReadImaged
@@ -66,6 +67,9 @@ class Im2ImDataModule(pl.LightningDataModule):
     normalize : list of Transform, optional
         Deterministic dictionary transforms after reading (cached). Default: percentile
         normalization (0.5, 99.5) to [0, 1] of the input, and of the target when ``intensity``.
+        A :class:`~im2im_core.data.normalization.TrainingSetNormalized` step learns the training
+        set's mean and std in ``setup("fit")``; they are part of the data module's state, which
+        Lightning saves in every checkpoint and restores for validate, test and predict.
     augment : list of Transform, optional
         Random dictionary transforms applied to training patches. Default: flips along every
         spatial axis and 90-degree rotations in YX.
@@ -293,6 +297,8 @@ class Im2ImDataModule(pl.LightningDataModule):
                                 f"but dims {self.dims!r} has {self.spatial_dims} spatial axes")
             self._split()
             self.check_samples()
+            if stage in (None, "fit"):
+                self.fit_normalization()
             trainer = self._trainer_or_none()
             if self.partial_fraction < 1 and trainer is not None and not trainer.reload_dataloaders_every_n_epochs:
                 warnings.warn("data.partial_fraction < 1 but trainer.reload_dataloaders_every_n_epochs is 0: "
@@ -301,6 +307,44 @@ class Im2ImDataModule(pl.LightningDataModule):
             if self.predict_path is None:
                 raise DataError("data.predict_path is not set: give the folder of images to predict (--data.predict_path PATH)")
             self.predict_samples = paired_samples(self.predict_path, "auto", self.input_dir, self.target_dir, need_target=False)
+
+    # ----------------------------------------------------------------- training-set statistics
+    def _fitted_steps(self) -> list[TrainingSetNormalized]:
+        return [step for step in self.normalize or [] if isinstance(step, TrainingSetNormalized)]
+
+    def fit_normalization(self) -> None:
+        """Compute the statistics of each :class:`TrainingSetNormalized` step that has none, from
+        the training images (each read once, after the normalize steps before it).
+        """
+        for position, step in enumerate(self.normalize or []):
+            if isinstance(step, TrainingSetNormalized) and not step.fitted:
+                step.fit(self._training_images(before=position))
+
+    def _training_images(self, before: int) -> Iterator[dict[str, Any]]:
+        """Every training sample, read and put through the ``data.normalize`` steps before position ``before``."""
+        groups = [(self.train_samples, [IMAGE] if self.unpaired else [IMAGE, TARGET]), (self.domain_b_samples, [TARGET])]
+        for samples, keys in groups:
+            steps = self._read_and_normalize(keys)
+            prefix = Compose(steps[: len(steps) - len(self.normalize or []) + before])
+            for sample in samples:
+                yield prefix(sample)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The learned statistics of the :class:`TrainingSetNormalized` steps (saved in checkpoints)."""
+        steps = self._fitted_steps()
+        if not steps:
+            return {}
+        return {TRAINING_STATISTICS: [{key: stats.to_dict() for key, stats in step.statistics.items()} for step in steps]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the statistics of :meth:`state_dict` (Lightning calls it with a checkpoint's)."""
+        saved = state_dict.get(TRAINING_STATISTICS, [])
+        steps = self._fitted_steps()
+        if len(saved) != len(steps):
+            raise DataError(f"the checkpoint holds training-set statistics of {len(saved)} TrainingSetNormalized step(s) "
+                            f"but data.normalize has {len(steps)}: use the normalize config the model was trained with")
+        for step, statistics in zip(steps, saved):
+            step.statistics = {key: MeanStd.from_dict(values) for key, values in statistics.items()}
 
     def _trainer_or_none(self) -> Any:
         return getattr(self, "trainer", None)
@@ -342,13 +386,18 @@ class Im2ImDataModule(pl.LightningDataModule):
         """Same as :meth:`val_dataloader`: testing uses the validation images."""
         return self.val_dataloader()
 
-    def lazy_normalization(self) -> tuple[float, float] | None:
-        """The input percentiles mapped to 0..1, if that is all the input's normalization does.
+    def lazy_normalization(self) -> tuple[float, float] | MeanStd | None:
+        """The input's normalization, if prediction can apply it window by window: the input
+        percentiles mapped to 0..1, or the training set's statistics of a lone
+        :class:`TrainingSetNormalized` step.
 
-        Then prediction reads images lazily and normalizes window by window (with these
-        percentiles of each timepoint); any other normalization needs the image in memory.
+        Then prediction reads images lazily, normalizes window by window (with these percentiles
+        of each timepoint, or the fixed statistics) and can undo it for outputs in the input's
+        units; any other normalization needs the image in memory.
         """
         steps = self._normalize_steps([IMAGE])
+        if len(steps) == 1 and isinstance(steps[0], TrainingSetNormalized) and IMAGE in steps[0].statistics:
+            return steps[0].statistics[IMAGE]
         if len(steps) != 1 or type(steps[0]) is not PercentileNormalized:
             return None
         scaler = steps[0].scaler

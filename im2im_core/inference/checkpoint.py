@@ -18,7 +18,9 @@ from typing import Any
 import torch
 import yaml
 
+from im2im_core.data.normalization import TRAINING_STATISTICS, MeanStd
 from im2im_core.errors import ConfigError, DataError
+from im2im_core.keys import IMAGE
 
 #: Key of the checkpoint entry ``{"config": YAML text, "version": im2im version}`` written by ``im2im fit``.
 CONFIG_KEY = "im2im"
@@ -59,6 +61,20 @@ def run_config(contents: dict[str, Any]) -> str | None:
     entry = contents.get(CONFIG_KEY)
     if isinstance(entry, dict) and isinstance(entry.get("config"), str):
         return entry["config"]
+    return None
+
+
+def training_statistics(contents: dict[str, Any]) -> MeanStd | None:
+    """The input's training-set statistics (``TrainingSetNormalized``) in checkpoint ``contents``, if any.
+
+    Lightning saves the data module's state under the data module's class name; whichever
+    entry holds :data:`~im2im_core.data.normalization.TRAINING_STATISTICS` is read.
+    """
+    for entry in contents.values():
+        if isinstance(entry, dict) and TRAINING_STATISTICS in entry:
+            for step in entry[TRAINING_STATISTICS]:
+                if IMAGE in step:
+                    return MeanStd.from_dict(step[IMAGE])
     return None
 
 

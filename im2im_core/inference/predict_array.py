@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from im2im_core.axes import is_ordered, spatial_of, with_channels
+from im2im_core.data.normalization import MeanStd
 from im2im_core.errors import ConfigError, DataError
-from im2im_core.inference.checkpoint import load_model
+from im2im_core.inference.checkpoint import load_model, read_checkpoint, training_statistics
 from im2im_core.inference.optimize import channels_last, optimized_copy
 from im2im_core.inference.options import Inference
 from im2im_core.inference.outputs import ZarrOutput, default_chunks
@@ -34,6 +35,8 @@ from im2im_core.protocols import FRAMEWORK_METHODS, Framework, WindowDefaults, i
 
 #: Elements read to estimate the normalization percentiles of a lazy (out-of-core) image.
 PERCENTILE_SAMPLE = 2**24
+#: The percentiles mapped to 0 and 1 by the data module's default normalization.
+DEFAULT_PERCENTILES = (0.5, 99.5)
 
 
 def as_framework(model: Any, dims: str | None, slice_by_slice: bool) -> Framework:
@@ -94,28 +97,67 @@ def percentiles(array: Any, low: float, high: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _normalization(image: Any, normalize: tuple[float, float] | None) -> tuple[float, float] | None:
-    """``(low, scale)`` that map the ``normalize`` percentiles of ``image`` (one timepoint) to 0 and 1."""
-    if normalize is None:
-        return None
+#: What ``predict(normalize=...)`` takes: percentiles, fixed statistics, "auto" or None.
+Normalize = tuple[float, float] | MeanStd | Literal["auto"] | None
+
+
+def _normalization(image: Any, normalize: tuple[float, float] | MeanStd | None) -> MeanStd | None:
+    """The map ``(x - mean) / std`` of ``image`` (one timepoint, channel-first): fixed statistics as
+    they are, or ``normalize`` percentiles mapped to 0 and 1.
+    """
+    if normalize is None or isinstance(normalize, MeanStd):
+        return normalize
     low, high = percentiles(image, *normalize)
-    return low, max(high - low, 1e-12)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise DataError("the image has NaN or infinite pixels; replace them (e.g. numpy.nan_to_num) before predicting")
+    return MeanStd((low,), (max(high - low, 1e-12),))
 
 
-def _normalizer(affine: tuple[float, float] | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The normalization ``(x - low) / scale`` of each window, or None."""
-    if affine is None:
+def _checked_channels(stats: MeanStd, channels: int, what: str) -> None:
+    if len(stats.mean) not in (1, channels):
+        raise DataError(f"the normalization has statistics for {len(stats.mean)} channels but the {what} has "
+                        f"{channels} (the model was trained on images with another number of channels)")
+
+
+def _normalizer(stats: MeanStd | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The normalization ``(x - mean) / std`` of each window ``(C, *spatial)``, or None."""
+    if stats is None:
         return None
-    low, scale = affine
-    return lambda window: (window - low) / scale
+
+    def normalized(window: torch.Tensor) -> torch.Tensor:
+        _checked_channels(stats, window.shape[0], "image")
+        mean, std = stats.shaped(window.ndim, window)
+        return (window - mean) / std
+
+    return normalized
 
 
-def _restorer(affine: tuple[float, float] | None, framework: Framework) -> Callable[[torch.Tensor], torch.Tensor]:
+def _restorer(stats: MeanStd | None, framework: Framework) -> Callable[[torch.Tensor], torch.Tensor]:
     """The inverse of the normalization for a framework whose outputs are in the input's units, else identity."""
-    if affine is None or not framework.output_in_input_units():
+    if stats is None or not framework.output_in_input_units():
         return lambda block: block
-    low, scale = affine
-    return lambda block: block * scale + low
+
+    def restored(block: torch.Tensor) -> torch.Tensor:
+        _checked_channels(stats, block.shape[0], "output")
+        mean, std = stats.shaped(block.ndim, block)
+        return block * std + mean
+
+    return restored
+
+
+def resolve_normalize(normalize: Normalize, model_or_checkpoint: Any) -> tuple[float, float] | MeanStd | None:
+    """``normalize`` with ``"auto"`` resolved: the training-set statistics a checkpoint holds
+    (:class:`~im2im_core.data.normalization.TrainingSetNormalized`), else percentiles (0.5, 99.5).
+    """
+    if normalize != "auto":
+        if normalize is not None and not isinstance(normalize, MeanStd) and len(normalize) != 2:
+            raise ConfigError(f"normalize {normalize!r}: expected two percentiles (low, high), a MeanStd, 'auto' or None")
+        return normalize
+    if isinstance(model_or_checkpoint, (str, Path)):
+        stored = training_statistics(read_checkpoint(model_or_checkpoint))
+        if stored is not None:
+            return stored
+    return DEFAULT_PERCENTILES
 
 
 def _finite(image: Any, prepare: Callable[[torch.Tensor], torch.Tensor] | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -229,7 +271,7 @@ def _whole_image(result: np.ndarray, dims: str, postprocess: Postprocess) -> np.
 
 def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: str | None = None,
             inference: Inference | None = None, postprocess: Postprocess | Literal["auto"] | None = "auto",
-            normalize: tuple[float, float] | None = None, device: str | torch.device | None = None,
+            normalize: Normalize = None, device: str | torch.device | None = None,
             config: str | Path | None = None,
             store: Callable[[tuple[int, ...], str, Any], ZarrOutput] | None = None,
             progress: Callable[[int, int], None] | None = None, **options: Any) -> np.ndarray | None:
@@ -254,10 +296,13 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
         ``auto``: the framework's ``whole_image_postprocess()`` if it is not None (e.g.
         EmbedSeg's clustering), else its per-pixel ``postprocess`` (e.g. FCN masks), raw
         output for a bare network; ``None``: raw output.
-    normalize : (float, float), optional
+    normalize : (float, float), MeanStd, "auto" or None
         Percentiles of the input mapped to 0 and 1 before prediction (training normalizes
         with (0.5, 99.5) by default), of each timepoint on its own; estimated on a subsample
-        for lazy arrays of more than 2**24 pixels. ``None``: the input is used as it is. A
+        for lazy arrays of more than 2**24 pixels. A :class:`~im2im_core.data.normalization.MeanStd`:
+        ``(x - mean) / std`` with those fixed statistics. ``"auto"``: the training set's
+        statistics stored in the checkpoint by ``im2im fit`` (a ``TrainingSetNormalized``
+        config), else the percentiles (0.5, 99.5). ``None``: the input is used as it is. A
         framework whose ``output_in_input_units()`` is True (denoising) gets its outputs mapped
         back through the inverse of this normalization, into the input's units.
     device : str or torch.device, optional
@@ -280,6 +325,7 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
     ...                  postprocess=Postprocess("sigmoid", 0.5, label=True, min_size=30))
     """
     settings = dataclasses.replace(inference or Inference(), **options)
+    normalize = resolve_normalize(normalize, model_or_checkpoint)
     module = _load(model_or_checkpoint, config)
     framework = as_framework(module, dims, settings.slice_by_slice)
     if postprocess == "auto":  # e.g. clustering, which needs the whole image
@@ -293,7 +339,7 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
 
 
 def _predict(framework: Framework, module: nn.Module, array: Any, dims: str | None, settings: Inference,
-             postprocess: Postprocess | Literal["auto"] | None, normalize: tuple[float, float] | None,
+             postprocess: Postprocess | Literal["auto"] | None, normalize: tuple[float, float] | MeanStd | None,
              device: str | torch.device | None, store: Callable[[tuple[int, ...], str, Any], ZarrOutput] | None,
              progress: Callable[[int, int], None] | None) -> np.ndarray | None:
     """:func:`predict` for a framework whose module is in eval mode."""
@@ -320,8 +366,8 @@ def _predict(framework: Framework, module: nn.Module, array: Any, dims: str | No
         for index in np.ndindex(*([int(array.shape[0])] if "T" in dims else [])):
             image = source[index] if index else source
             image = image if "C" in dims else image[None]
-            affine = _normalization(image, normalize)
-            prepare, restore = _finite(image, _normalizer(affine)), _restorer(affine, framework)
+            stats = _normalization(image, normalize)
+            prepare, restore = _finite(image, _normalizer(stats)), _restorer(stats, framework)
             predict_windows(predictor, image, roi, overlap, batch, settings.mode, sigma_scale=settings.sigma_scale,
                             edge_trim=settings.edge_trim,
                             align=settings.align, padding_mode=settings.padding_mode, device=device, prepare=prepare,

@@ -32,7 +32,8 @@ def predict_batch(framework: nn.Module, batch: dict[str, Any],
         A framework (:class:`~im2im_core.protocols.Framework`) or a bare network.
     batch : dict
         ``IM``: images ``([T], C, [Z], Y, X)``, in memory or lazy; ``IM_dims`` their axes;
-        ``IM_normalize``: percentiles to normalize with (lazy inputs) or None; ``IM_path`` and
+        ``IM_normalize``: percentiles or training-set statistics (``MeanStd``) to normalize
+        with (lazy inputs), or None; ``IM_path`` and
         ``IM_pixel_sizes`` name and scale the outputs (see :mod:`im2im_core.keys`).
     settings : PredictionSettings, optional
         Default: ``PredictionSettings()``.
@@ -50,9 +51,9 @@ def predict_batch(framework: nn.Module, batch: dict[str, Any],
     paths = batch.get(keys.IMAGE_PATH) or [None] * count
     sizes = batch.get(keys.IMAGE_PIXEL_SIZES) or [{}] * count
     if keys.IMAGE_NORMALIZE in batch and None in normalize and _in_input_units(framework):
-        warnings.warn(f"{type(framework).__name__} gives outputs in the input's units, but data.normalize is not the "
-                      "default percentile normalization, the one prediction can undo: outputs are in the units the input "
-                      "had after data.normalize", stacklevel=2)
+        warnings.warn(f"{type(framework).__name__} gives outputs in the input's units, but data.normalize is neither the "
+                      "default percentile normalization nor TrainingSetNormalized, the ones prediction can undo: "
+                      "outputs are in the units the input had after data.normalize", stacklevel=2)
     outputs: list[np.ndarray | None] = []
     for image, dims, percentiles, path, pixel_sizes in zip(images, all_dims, normalize, paths, sizes):
         options = {"dims": dims, "inference": settings.inference, "postprocess": settings.postprocess,

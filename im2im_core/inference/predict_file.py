@@ -9,14 +9,14 @@ from torch import nn
 
 from im2im_core.axes import with_channels
 from im2im_core.inference.outputs import OutputFormat, ZarrOutput, atomic_output, output_path, save_ome_tiff
-from im2im_core.inference.predict_array import predict
+from im2im_core.inference.predict_array import Normalize, predict, resolve_normalize
 from im2im_core.plugins import get_registry
 
 
 def predict_file(model_or_checkpoint: nn.Module | str | Path, input_path: str | Path, output_dir: str | Path = ".", *,
                  dims: str = "ZYX", T: int | list[int] | None = None, C: int | list[int] | None = None,
                  output_format: OutputFormat = "ome-tiff", suffix: str = "_pred", overwrite: bool = False,
-                 normalize: tuple[float, float] | None = (0.5, 99.5), reader: str = "bioio", **kwargs: Any) -> Path:
+                 normalize: Normalize = "auto", reader: str = "bioio", **kwargs: Any) -> Path:
     """Predict ``input_path`` and write ``output_dir/<stem><suffix>.ome.tiff`` (or ``.ome.zarr``).
 
     Parameters
@@ -38,8 +38,10 @@ def predict_file(model_or_checkpoint: nn.Module | str | Path, input_path: str | 
         Added to the input's name.
     overwrite : bool
         Replace an existing output; without it an existing output is an error and stays as it is.
-    normalize : (float, float), optional
-        Input percentiles mapped to 0 and 1 (the data module's default normalization).
+    normalize : (float, float), MeanStd, "auto" or None
+        As for :func:`~im2im_core.inference.predict_array.predict`; ``"auto"``: the training
+        set's statistics a checkpoint holds, else input percentiles (0.5, 99.5) mapped to 0
+        and 1 (the data module's default normalization).
     reader : str
         Registered reader name (``im2im plugins`` lists them), as ``data.reader`` of a config.
     kwargs
@@ -51,6 +53,7 @@ def predict_file(model_or_checkpoint: nn.Module | str | Path, input_path: str | 
     Path
         The output written.
     """
+    normalize = resolve_normalize(normalize, model_or_checkpoint)  # checked before any file is written
     selection = {key: value for key, value in {"T": T, "C": C}.items() if value is not None}
     image = get_registry().get("readers", reader)(dims=dims, **selection).read(str(input_path))
     path = output_path(input_path, output_dir, suffix, output_format)

@@ -15,6 +15,7 @@ from im2im_n2v.unet import N2VUNet
 
 from im2im_cli.main import main
 from im2im_cli.testing import printed_config
+from im2im_core.inference.checkpoint import training_statistics
 from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers, read_preset
 
 PRESETS = ("denoise_n2v_2d", "denoise_n2v_3d", "denoise_n2v2_2d", "denoise_structn2v_2d")
@@ -70,6 +71,9 @@ def train_two_steps(preset: str, data: Path, patch: str, capsys: pytest.CaptureF
     # state_dict holds the average (at the end of training Lightning also swaps the average into the model)
     assert "current_model_state" in checkpoint and "averaging_state" in checkpoint
     assert checkpoint["state_dict"].keys() == checkpoint["current_model_state"].keys()
+    # the presets z-score by the training images' mean and std, kept with the checkpoint for prediction
+    stats = training_statistics(checkpoint)
+    assert stats is not None and all(s > 0 for s in stats.std)  # one pair per channel
     return run
 
 
@@ -92,9 +96,14 @@ def test_2d_presets_train_and_predict_in_the_input_units(registry, preset: str, 
     assert len(outputs) == 4
     output, image = tifffile.imread(outputs[0]), tifffile.imread(frames / "frame0.tif")
     assert output.shape == image.shape and output.dtype == np.float32
-    # the percentile normalization is undone: outputs are intensities of the camera's range (about 90 to 180),
+    # the normalization is undone: outputs are intensities of the camera's range (about 90 to 180),
     # not of 0..1 (an untrained network's outputs are off, but by far less than the range)
     assert 50 < float(output.mean()) < 250
+    # from Python, a checkpoint alone gives the same normalization ("auto": the statistics it stores)
+    from im2im_core.inference import predict_file
+
+    again = predict_file(run / "checkpoints" / "last.ckpt", frames / "frame0.tif", "from_python", dims="YX")
+    np.testing.assert_allclose(tifffile.imread(again), output, rtol=1e-4, atol=1e-3)
 
 
 def test_a_time_series_trains_frame_by_frame_and_predicts_with_its_time_axis(registry, timelapse: Path, tmp_path: Path,
