@@ -12,8 +12,8 @@ the 24 noisy frames of fields 8-10, which no training saw, are scored with PSNR 
   0.2 % masked) with the same patch size, batch and steps, run by ``careamics_n2v_fmd.py`` in
   an environment of its own (``--careamics-python``; CAREamics needs torch < 2.14);
 - Noise2Noise (frame i -> frame i+1 of a field) and the supervised FCN (noisy -> clean), im2im
-  FCN configs with the same U-Net, patch, batch, steps and optimizer (Adam, lr 1e-3, as the N2V
-  presets and CAREamics' default).
+  FCN configs with the same U-Net, patch, batch, steps, optimizer (Adam, lr 1e-3, as the N2V
+  presets and CAREamics' default) and weight average (decay 0.99, as the N2V presets).
 
 Every im2im case draws 2 patches from each of 8 frames per batch of 16.
 
@@ -134,11 +134,17 @@ def common(steps: int, batch: int, patch: int, root: Path) -> list[str]:
 
 
 def fcn_config(path: Path) -> Path:
-    """An im2im FCN config (regression, MSE) with the N2V U-Net; intensities 0..255 mapped to 0..1, as are the targets."""
+    """An im2im FCN config (regression, MSE) with the N2V U-Net and the N2V presets' weight average;
+    intensities 0..255 mapped to 0..1, as are the targets.
+    """
     config = {
         "seed_everything": 0,
+        # the weight average of the N2V presets: without it the last step's weights (and batch-norm statistics)
+        # of this U-Net at lr 1e-3 vary from run to run by several dB (docs/results.md)
         "trainer": {"callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                                   "init_args": {"save_last": True}}]},
+                                   "init_args": {"save_last": True}},
+                                  {"class_path": "lightning.pytorch.callbacks.EMAWeightAveraging",
+                                   "init_args": {"decay": 0.99}}]},
         "model": {"class_path": "FCN", "init_args": {
             "task": "regression", "backbone": {"class_path": "n2v_unet", "init_args": {"features": [32, 64, 128]}},
             "loss": {"class_path": "torch.nn.MSELoss"},
