@@ -14,6 +14,8 @@ patches from each of 8 frames per batch). Variants (combinable):
   emulated CAREamics' normalization); prediction applies the same and maps the outputs back
   into 0..255;
 - ``--samples-per-image 1``: 16 frames per batch instead of 8;
+- ``--off-axis``: replacement pixels only off the masked pixel's row and column (N2V's
+  ``off_axis``; CAREamics' uniform replacement moves along every axis);
 - ``--sampling content --foreground-fraction 0.9``: patches centred on the frames' content
   (above Otsu's threshold) in that share, the rest anywhere (CAREamics' default draws them
   stratified over each frame, content or not: its patch filters apply only when asked for);
@@ -72,6 +74,7 @@ def main() -> None:
     parser.add_argument("--ema", type=float, default=0.0, help="EMA decay; 0: no weight average")
     parser.add_argument("--normalize", choices=["preset", "percentiles", "zscore", "meanstd"], default="preset")
     parser.add_argument("--samples-per-image", type=int, default=2)
+    parser.add_argument("--off-axis", action="store_true")
     parser.add_argument("--sampling", choices=["auto", "uniform", "content"], default="auto")
     parser.add_argument("--foreground-fraction", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
@@ -110,7 +113,8 @@ def main() -> None:
     (root / "variant.yaml").write_text(yaml.safe_dump(config))
     options = fmd.common(args.steps, 16, 64, root)
     options[options.index("--data.samples_per_image") + 1] = str(args.samples_per_image)
-    options += ["--data.sampling", args.sampling, "--data.foreground_fraction", str(args.foreground_fraction)]
+    options += ["--data.sampling", args.sampling, "--data.foreground_fraction", str(args.foreground_fraction),
+                "--model.init_args.off_axis", str(args.off_axis).lower()]
     seconds = fmd.fit(["--config", args.preset, "--config", str(root / "variant.yaml"), "--data.data_path", str(frames),
                        *options])
     from im2im_core.inference import load_model
@@ -124,7 +128,7 @@ def report(args: argparse.Namespace, tool: str, outputs: np.ndarray, test_clean:
     """The JSON line of one run."""
     figures = fmd.scores(outputs, test_clean)
     variant = ({"ema": args.ema, "normalize": args.normalize, "samples_per_image": args.samples_per_image,
-                "sampling": args.sampling, "foreground_fraction": args.foreground_fraction}
+                "sampling": args.sampling, "foreground_fraction": args.foreground_fraction, "off_axis": args.off_axis}
                if tool == "im2im" else {"defaults": "careamics_n2v_fmd.py"})
     print(json.dumps({"bench": "n2v_fmd_variants", "tool": tool, "name": args.name, "seed": args.seed, **variant,
                       "steps": args.steps,
