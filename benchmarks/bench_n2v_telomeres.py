@@ -13,11 +13,17 @@ Gaussian filter (sigma 1), N2V and N2V2:
 - ``spot_cnr``: contrast-to-noise of the spots, (the 99.9th percentile - the median) over the
   background's noise, the robust std (1.4826 x MAD) of the pixels below the median.
 - ``grid``: the power at the frequencies of a 2- and 4-pixel grid over the power around them
-  (about 1: no periodic pattern; N2V's checkerboard raises it).
+  (about 1: no periodic pattern; N2V's checkerboard raises it). A ratio: an output that removes
+  the noise around such a frequency more than at it scores high with a weaker pattern;
+- ``grid_power``: the output's power at those 15 frequencies over the input's at the same ones
+  (mean over frequencies, median over frames): below 1, the periodic part is weaker than in
+  the raw frames (which have a column pattern of their own); above 1, the network added one.
 
 Both ``denoise_n2v_2d`` and ``denoise_n2v2_2d`` are trained. Also docs/images/n2v_telomeres.png:
 frame 100, input | Gaussian | N2V | N2V2, 3x enlarged.
-Not part of CI. Usage: ``python benchmarks/bench_n2v_telomeres.py [--steps 1000]``; ends with one JSON line.
+Not part of CI. Usage: ``python benchmarks/bench_n2v_telomeres.py [--steps 1000] [--rescore]``
+(``--rescore``: score the predictions already in ``--workdir`` again, without training); ends
+with one JSON line.
 """
 
 from __future__ import annotations
@@ -38,6 +44,18 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "telomeres_nois
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_n2v_fmd import grid_peaks  # noqa: E402  (the same grid figure as the FMD benchmark)
+
+
+def grid_power(images: np.ndarray, reference: np.ndarray) -> float:
+    """Median over frames of the mean, over the 15 frequencies of a 2- and 4-pixel grid, of the
+    power of ``images`` over the power of ``reference`` (the raw frames) at the same frequency.
+    """
+    ratios = []
+    for image, raw in zip(images, reference):
+        power, raw_power = (np.abs(np.fft.fft2(a - a.mean())) ** 2 for a in (image, raw))
+        at = [(i * power.shape[0] // 4, j * power.shape[1] // 4) for i in range(4) for j in range(4) if (i, j) != (0, 0)]
+        ratios.append(float(np.mean([power[y, x] / raw_power[y, x] for y, x in at])))
+    return float(np.median(ratios))
 
 
 def residual_neighbour_r(noisy: np.ndarray, output: np.ndarray) -> float:
@@ -68,6 +86,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--image", type=Path, default=HERE.parent / "docs" / "images" / "n2v_telomeres.png")
+    parser.add_argument("--rescore", action="store_true", help="score the predictions in --workdir again, without training")
     args = parser.parse_args()
     import torch
 
@@ -75,15 +94,20 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     work = args.workdir
-    if work.exists():
+    if work.exists() and not args.rescore:
         shutil.rmtree(work)
-    (work / "data").mkdir(parents=True)
+    (work / "data").mkdir(parents=True, exist_ok=True)
     shutil.copy(DATA, work / "data" / DATA.name)
     noisy = tifffile.imread(DATA).astype(np.float32)
     cases = {"input": noisy, "gaussian_sigma1": ndimage.gaussian_filter(noisy, (0, 1, 1))}
     train_seconds = {}
     for preset in ("denoise_n2v_2d", "denoise_n2v2_2d"):
         run, out = work / f"run_{preset}", work / f"out_{preset}"
+        if args.rescore:
+            if not out.is_dir():
+                raise SystemExit(f"--rescore: no predictions in {out}; run without --rescore first")
+            cases["im2im_n2v2" if "n2v2" in preset else "im2im_n2v"] = tifffile.imread(next(out.iterdir())).astype(np.float32)
+            continue
         start = time.perf_counter()
         code = im2im(["fit", "--config", preset, "--data.data_path", str(work / "data"), "--data.dims", "TYX",
                       "--data.batch_size", "16", "--data.val_fraction", "0", "--trainer.limit_val_batches", "0",
@@ -102,12 +126,14 @@ def main() -> None:
         assert denoised.shape == noisy.shape, (denoised.shape, noisy.shape)
         cases["im2im_n2v2" if "n2v2" in preset else "im2im_n2v"] = denoised
     results = {}
-    print(f"{'case':18s} {'residual_neighbour_r':>21s} {'spot_cnr':>9s} {'grid':>6s}")
+    print(f"{'case':18s} {'residual_neighbour_r':>21s} {'spot_cnr':>9s} {'grid':>6s} {'grid_power':>11s}")
     for name, image in cases.items():
         r = 0.0 if name == "input" else residual_neighbour_r(noisy, image)
         results[name] = {"residual_neighbour_r": round(r, 4), "spot_cnr": round(spot_cnr(image), 2),
-                         "grid": round(grid_peaks(image[:, :128, :160]), 2)}
-        print(f"{name:18s} {r:21.4f} {results[name]['spot_cnr']:9.2f} {results[name]['grid']:6.2f}")
+                         "grid": round(grid_peaks(image[:, :128, :160]), 2),
+                         "grid_power": round(grid_power(image[:, :128, :160], noisy[:, :128, :160]), 3)}
+        print(f"{name:18s} {r:21.4f} {results[name]['spot_cnr']:9.2f} {results[name]['grid']:6.2f} "
+              f"{results[name]['grid_power']:11.3f}")
     frame = 100
     low, high = np.percentile(noisy[frame], (0.5, 99.9))
     tiles = [Image.fromarray((np.clip((image[frame] - low) / (high - low), 0, 1) * 255).astype(np.uint8)).resize(
@@ -118,7 +144,7 @@ def main() -> None:
     args.image.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(args.image)
     print(f"frame {frame}: {' | '.join(cases)} written to {args.image}")
-    print(json.dumps({"bench": "n2v_telomeres", "steps": args.steps, "train_seconds": train_seconds,
+    print(json.dumps({"bench": "n2v_telomeres", "steps": None if args.rescore else args.steps, "train_seconds": train_seconds,
                       "output_shape": list(cases["im2im_n2v"].shape), "results": results}))
 
 
