@@ -16,6 +16,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+import torch
 from bioio import BioImage
 from lightning.pytorch.callbacks import BasePredictionWriter
 
@@ -44,6 +45,20 @@ def write_ome_zarr(array: np.ndarray, path: Path, dims: str, pixel_sizes: dict[s
     """Write ``array`` with axes ``dims`` as OME-Zarr, through a temporary folder and a rename."""
     with atomic_output(path, overwrite) as partial:
         ZarrOutput(partial, array.shape, dims, array.dtype, pixel_sizes).write(tuple(slice(0, n) for n in array.shape), array)
+
+
+def gathered_scores(scores: list[tuple[str, str, float]]) -> list[tuple[str, str, float]]:
+    """The scores of every process, sorted by image name; ``scores`` itself outside distributed runs.
+
+    Each DDP process predicts its own share of the files (Lightning's unrepeated sampler), so
+    each holds only its share of the scores. Lightning's ``all_gather`` moves tensors only;
+    torch's ``all_gather_object`` moves these (name, metric, value) lists.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return list(scores)
+    shares: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(shares, scores)
+    return sorted((entry for share in shares for entry in share), key=lambda entry: entry[0])
 
 
 class WindowProgressBar:
@@ -197,15 +212,20 @@ class PredictionWriter(BasePredictionWriter):
             self.scores.append((Path(input_path).name, "Pearson", pearson(array, target)))
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Close the progress bar; print where the predictions are and their scores against the targets."""
+        """Close the progress bar; print where the predictions are and the scores of every image
+        against its target (under DDP, gathered from all processes and printed once, by rank 0).
+        """
         if self.window_bar is not None:
             self.window_bar.close()
-        print(f"predictions written to {self.output_dir}")
-        if not self.scores:
+        scores = gathered_scores(self.scores)
+        if not trainer.is_global_zero:
             return
-        for name, metric, value in self.scores:
+        print(f"predictions written to {self.output_dir}")
+        if not scores:
+            return
+        for name, metric, value in scores:
             print(f"  {name}: {metric} {value:.4f}")
-        metric = self.scores[0][1]
-        values = [v for _, _, v in self.scores]
+        metric = scores[0][1]
+        values = [v for _, _, v in scores]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         print(f"{metric} on {len(values)} images with targets: mean {statistics.mean(values):.4f} +- {spread:.4f}")

@@ -84,3 +84,30 @@ def test_ddp_two_cpu_processes_train(data_2d, tmp_path):
     ranks = [json.loads(Path(f"{record}.rank{r}.json").read_text()) for r in (0, 1)]
     assert [(r["rank"], r["world_size"]) for r in ranks] == [(0, 2), (1, 2)]
     assert torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 2
+
+
+def test_ddp_prediction_of_a_folder_writes_each_output_once_and_prints_every_score(data_2d, tmp_path):
+    ckpt_dir, record = tmp_path / "ckpt", tmp_path / "start"
+    config = _callbacks_config(tmp_path / "callbacks.yaml", ckpt_dir, record, every=2)
+    fit = subprocess.run(_fit_args(data_2d, ["--config", str(config), "--trainer.max_steps", "2"]),
+                         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    # 3 files on 2 processes: a sampler that repeats a file to even the shares would write it twice
+    folder = tmp_path / "to_predict"
+    for sub in ("IM", "GT"):
+        (folder / sub).mkdir(parents=True)
+        for path in sorted((data_2d / sub).glob("*.tif"))[:3]:
+            (folder / sub / path.name).write_bytes(path.read_bytes())
+    output = tmp_path / "predictions"
+    predict = subprocess.run([sys.executable, "-m", "im2im_cli", "predict", "--config", "demo",
+                              "--ckpt_path", str(ckpt_dir / "last.ckpt"), "--data.predict_path", str(folder),
+                              "--prediction.output_dir", str(output), "--trainer.enable_progress_bar", "false",
+                              "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"],
+                             cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    names = sorted(p.name for p in (folder / "IM").glob("*.tif"))
+    assert sorted(p.name for p in output.iterdir()) == sorted(n.replace(".tif", "_pred.ome.tiff") for n in names)
+    for name in names:  # every file scored once, all by the one report of rank 0
+        assert predict.stdout.count(f"  {name}: Dice ") == 1, predict.stdout
+    assert predict.stdout.count("Dice on 3 images with targets: mean") == 1, predict.stdout
+    assert predict.stdout.count("predictions written to") == 1, predict.stdout
