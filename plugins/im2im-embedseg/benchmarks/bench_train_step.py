@@ -1,0 +1,105 @@
+"""Where an EmbedSeg training step goes: the network alone against network + loss, on real patches.
+
+One fixed in-memory batch of 8 patches of 256 x 256 from BBBC039 (``../shared/data/bbbc039``,
+CC0: images percentile-normalized, manual instance labels), the ``instanceseg_2d`` preset's
+network (branched ERFNet, channels 16/64/128) and optimizer (Adam, lr 5e-4). Cases, each a
+whole optimizer step (zero_grad, forward, backward, step), timed in turn (a, b, c, a, b, c, ...)
+so that load on the machine hits all alike:
+
+- ``network``: the limit: forward and backward of the same network with a loss that costs
+  nothing (the mean of the decoded outputs);
+- ``step_medoid``: the preset's step: the EmbedSeg loss with exact medoid centres;
+- ``step_approximate``: the same with ``approximate_medoid`` centres (256 samples an object);
+- ``step_centroid``: the same with centroids.
+
+Data loading is not timed here (the batch is fixed); ``bench_data.py`` of the core measures it.
+Prints the median seconds of each case and its ratio network / case (1: the loss is free), and
+ends with one JSON line. Usage::
+
+    python plugins/im2im-embedseg/benchmarks/bench_train_step.py [--repeats 7] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+from im2im_embedseg.erfnet import BranchedERFNet
+from im2im_embedseg.framework import DecodedNetwork
+from im2im_embedseg.loss import EmbedSegLoss
+
+DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "bbbc039"
+PATCH, BATCH = 256, 8
+
+
+def real_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """8 random 256 x 256 crops (one per image, the first 8 images by name): images and labels."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for path in sorted((DATA / "images").glob("*.tif"))[:BATCH]:
+        image = tifffile.imread(path).astype(np.float32)
+        label = tifffile.imread(DATA / "masks" / path.name).astype(np.int64)
+        y, x = (int(rng.integers(0, s - PATCH + 1)) for s in image.shape)
+        low, high = np.percentile(image, (0.5, 99.5))
+        images.append((image[y:y + PATCH, x:x + PATCH] - low) / (high - low))
+        labels.append(label[y:y + PATCH, x:x + PATCH])
+    return torch.from_numpy(np.stack(images)[:, None].astype(np.float32)), torch.from_numpy(np.stack(labels))
+
+
+def make_step(criterion: EmbedSegLoss | None, images: torch.Tensor, labels: torch.Tensor):
+    """One optimizer step of a fresh preset network (seeded) with ``criterion`` (None: the network-only limit)."""
+    torch.manual_seed(0)
+    network = DecodedNetwork(BranchedERFNet(spatial_dims=2, in_channels=1, out_channels=5, channels=[16, 64, 128],
+                                            strides=[2, 2, 2]), offset_range=64.0, sigma_init=8.0)
+    optimizer = torch.optim.Adam(network.parameters(), lr=5e-4)
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        decoded = network(images)
+        loss = decoded.mean() if criterion is None else criterion(decoded, labels)["loss"]
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    images, labels = real_batch()
+    objects = sum(len(torch.unique(lab)) - 1 for lab in labels)
+    cases = {"network": make_step(None, images, labels),
+             "step_medoid": make_step(EmbedSegLoss(centre="medoid"), images, labels),
+             "step_approximate": make_step(EmbedSegLoss(centre="approximate_medoid"), images, labels),
+             "step_centroid": make_step(EmbedSegLoss(centre="centroid"), images, labels)}
+    for step in cases.values():  # warm-up: first-call allocations and kernel choices
+        step()
+    seconds: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.repeats):
+        for name, step in cases.items():
+            start = time.perf_counter()
+            step()
+            seconds[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    print(f"batch {BATCH} x {PATCH} x {PATCH}, {objects} objects (pieces) in it, {args.threads} threads, "
+          f"{args.repeats} interleaved repeats")
+    for name, median in medians.items():
+        print(f"{name:17s} median {median:7.3f} s   network / case {medians['network'] / median:5.3f}")
+    print(json.dumps({"bench": "embedseg_train_step", "threads": args.threads, "repeats": args.repeats,
+                      "objects": objects, "median_seconds": {k: round(v, 4) for k, v in medians.items()},
+                      "network_over_case": {k: round(medians["network"] / v, 3) for k, v in medians.items()}}))
+
+
+if __name__ == "__main__":
+    main()
