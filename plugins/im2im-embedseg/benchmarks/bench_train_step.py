@@ -2,13 +2,13 @@
 
 One fixed in-memory batch of 8 patches of 256 x 256 from BBBC039 (``../shared/data/bbbc039``,
 CC0: images percentile-normalized, manual instance labels), the ``instanceseg_2d`` preset's
-network (branched ERFNet, channels 16/64/128) and optimizer (Adam, lr 5e-4). Cases, each a
+network (branched ERFNet, channels 16/64/128), decoding and learning rate, read from the preset file. Cases, each a
 whole optimizer step (zero_grad, forward, backward, step), timed in turn (a, b, c, a, b, c, ...)
 so that load on the machine hits all alike:
 
 - ``network``: the limit: forward and backward of the same network with a loss that costs
   nothing (the mean of the decoded outputs);
-- ``step_medoid``: the preset's step: the EmbedSeg loss with exact medoid centres;
+- ``step_medoid``: the preset's step: the EmbedSeg loss with the preset's centres (exact medoids);
 - ``step_approximate``: the same with ``approximate_medoid`` centres (256 samples an object);
 - ``step_centroid``: the same with centroids.
 
@@ -22,6 +22,7 @@ ends with one JSON line. Usage::
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import statistics
 import time
@@ -30,12 +31,14 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
+import yaml
 
 from im2im_embedseg.erfnet import BranchedERFNet
 from im2im_embedseg.framework import DecodedNetwork
 from im2im_embedseg.loss import EmbedSegLoss
 
 DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "bbbc039"
+PRESET = Path(__file__).resolve().parents[1] / "im2im_embedseg" / "presets" / "instanceseg_2d.yaml"
 PATCH, BATCH = 256, 8
 
 
@@ -53,12 +56,19 @@ def real_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.stack(images)[:, None].astype(np.float32)), torch.from_numpy(np.stack(labels))
 
 
+def preset_model() -> dict:
+    """The ``model.init_args`` of the ``instanceseg_2d`` preset as it ships (read, not copied here)."""
+    return yaml.safe_load(PRESET.read_text())["model"]["init_args"]
+
+
 def make_step(criterion: EmbedSegLoss | None, images: torch.Tensor, labels: torch.Tensor):
     """One optimizer step of a fresh preset network (seeded) with ``criterion`` (None: the network-only limit)."""
+    model = preset_model()
     torch.manual_seed(0)
-    network = DecodedNetwork(BranchedERFNet(spatial_dims=2, in_channels=1, out_channels=5, channels=[16, 64, 128],
-                                            strides=[2, 2, 2]), offset_range=64.0, sigma_init=8.0)
-    optimizer = torch.optim.Adam(network.parameters(), lr=5e-4)
+    network = DecodedNetwork(BranchedERFNet(**model["backbone"]["init_args"]), offset_range=model["offset_range"],
+                             sigma_init=model["sigma_init"])
+    module, name = model["optimizer"]["class_path"].rsplit(".", 1)
+    optimizer = getattr(importlib.import_module(module), name)(network.parameters(), **model["optimizer"]["init_args"])
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
@@ -80,7 +90,7 @@ def main() -> None:
     images, labels = real_batch()
     objects = sum(len(torch.unique(lab)) - 1 for lab in labels)
     cases = {"network": make_step(None, images, labels),
-             "step_medoid": make_step(EmbedSegLoss(centre="medoid"), images, labels),
+             "step_medoid": make_step(EmbedSegLoss(centre=preset_model()["centre"]), images, labels),
              "step_approximate": make_step(EmbedSegLoss(centre="approximate_medoid"), images, labels),
              "step_centroid": make_step(EmbedSegLoss(centre="centroid"), images, labels)}
     for step in cases.values():  # warm-up: first-call allocations and kernel choices
