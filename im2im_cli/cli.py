@@ -78,6 +78,31 @@ def with_checkpoint_config(args: list[str]) -> list[str]:
     return [args[0], "--config", stored, *args[1:]]
 
 
+def with_package_config(args: list[str]) -> list[str]:
+    """``args`` with ``--model PACKAGE`` (a bioimage.io package) replaced by the run config that predicts with it.
+
+    The config (:func:`~im2im_core.export.imported.package_config`) comes first, so every
+    other option the user gives wins over it. ``--model`` with anything but a package (a
+    model config file) is left to LightningCLI.
+    """
+    from im2im_core.export.imported import is_package, package_config
+
+    package = _value_of(args, "--model")
+    if not args or package is None or not is_package(package):
+        return args
+    if args[0] != "predict":
+        raise ConfigError(f"--model {package}: a bioimage.io package can only predict (im2im predict --model PACKAGE)")
+    rest, skip = [], False
+    for arg in args[1:]:
+        if skip:
+            skip = False
+        elif arg == "--model":
+            skip = True
+        elif not arg.startswith("--model="):
+            rest.append(arg)
+    return [args[0], "--config", package_config(package), *rest]
+
+
 class Im2ImCLI(LightningCLI):
     """LightningCLI with the im2im data module, any registered framework and a writer.
 
@@ -89,7 +114,7 @@ class Im2ImCLI(LightningCLI):
     """
 
     def __init__(self, args: list[str] | None = None) -> None:
-        args = follow_root_dir(with_checkpoint_config(list(args or [])))
+        args = follow_root_dir(with_checkpoint_config(with_package_config(list(args or []))))
         self.fitting = bool(args) and args[0] == "fit"
         super().__init__(
             model_class=LightningModule,

@@ -150,6 +150,25 @@ class Im2ImFramework(pl.LightningModule):
         """Default: False, outputs are the network's own units (masks, logits, a target's scale)."""
         return False
 
+    # ----------------------------------------------------------------- optional, for export
+    def pixel_postprocess(self, out_channels: int) -> Postprocess | None:
+        """:meth:`postprocess` as a :class:`~im2im_core.inference.postprocess.Postprocess`, when it is one.
+
+        ``im2im export`` writes it into bioimage.io packages as the spec's steps (sigmoid,
+        softmax, binarize). Default: None, :meth:`postprocess` is not one of those, and packages
+        give the raw outputs (their documentation says so). ``Postprocess()``: the raw output is
+        the final output.
+        """
+        return None
+
+    @classmethod
+    def citations(cls) -> list[dict[str, str]]:
+        """The papers of the method, ``{"text": ..., "doi": ...}`` (or ``"url"``), for exported packages.
+
+        Default: none; the package cites im2im and the original toolbox in any case.
+        """
+        return []
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw output of :meth:`window_network` for a batch ``(B, C, *spatial)``."""
         return self.window_network()(x)

@@ -11,6 +11,7 @@ from torch import nn
 
 from im2im_core import keys
 from im2im_core.frameworks.base import Im2ImFramework, OptimizerGroup
+from im2im_core.inference.postprocess import Postprocess
 from im2im_core.metrics import dice, pearson
 
 
@@ -76,6 +77,20 @@ class FCN(Im2ImFramework):
         if output.shape[1] == 1:
             return (torch.sigmoid(output) > self.threshold).to(torch.uint8)
         return output.argmax(dim=1, keepdim=True).to(torch.uint8)
+
+    def pixel_postprocess(self, out_channels: int) -> Postprocess:
+        """What :meth:`postprocess` does, as a description export can write."""
+        if self.task == "regression":
+            return Postprocess()
+        if out_channels == 1:
+            return Postprocess("sigmoid", self.threshold)
+        return Postprocess("softmax", argmax=True)
+
+    @classmethod
+    def citations(cls) -> list[dict[str, str]]:
+        """U-Net, the usual backbone of an FCN."""
+        return [{"text": "Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical Image Segmentation. "
+                         "MICCAI 2015", "doi": "10.1007/978-3-319-24574-4_28"}]
 
     # ----------------------------------------------------------------- training
     def _loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

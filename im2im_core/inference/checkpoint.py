@@ -116,6 +116,24 @@ def build_model(config_text: str, source: str) -> torch.nn.Module:
         raise ConfigError(f"{source}: cannot build the model: {str(exc).splitlines()[0]}") from None
 
 
+def build_datamodule(config_text: str, source: str) -> Any:
+    """Instantiate the ``data`` section of a run config as an :class:`~im2im_core.data.Im2ImDataModule` (no file read)."""
+    from jsonargparse import ArgumentParser
+
+    from im2im_core.data import Im2ImDataModule
+
+    try:
+        section = (yaml.safe_load(config_text) or {}).get("data") or {}
+    except (yaml.YAMLError, AttributeError) as exc:
+        raise ConfigError(f"{source}: not a YAML mapping: {exc}") from None
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(Im2ImDataModule, "data")
+    try:
+        return parser.instantiate_classes(parser.parse_object({"data": _resolve_short_names(section)})).data
+    except Exception as exc:
+        raise ConfigError(f"{source}: cannot build the data module: {str(exc).splitlines()[0]}") from None
+
+
 def check_fits(model: torch.nn.Module, state_dict: dict[str, Any], checkpoint: str | Path, source: str) -> None:
     """Refuse, in one line, weights that do not fit ``model`` (another framework, network or size).
 

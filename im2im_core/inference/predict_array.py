@@ -64,6 +64,10 @@ def as_framework(model: Any, dims: str | None, slice_by_slice: bool) -> Framewor
 
 def _load(model_or_checkpoint: nn.Module | str | Path, config: str | Path | None) -> nn.Module:
     if isinstance(model_or_checkpoint, (str, Path)):
+        from im2im_core.export.imported import PackagedModel, is_package
+
+        if is_package(model_or_checkpoint):
+            return PackagedModel(str(model_or_checkpoint))
         return load_model(model_or_checkpoint, config)
     return model_or_checkpoint
 
@@ -97,16 +101,30 @@ def percentiles(array: Any, low: float, high: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-#: What ``predict(normalize=...)`` takes: percentiles, fixed statistics, "auto" or None.
-Normalize = tuple[float, float] | MeanStd | Literal["auto"] | None
+def moments(array: Any) -> tuple[float, float]:
+    """Mean and standard deviation of ``array``; a lazy array is subsampled as for :func:`percentiles`."""
+    if isinstance(array, torch.Tensor):
+        array = array.cpu().numpy()
+    if not isinstance(array, np.ndarray) and array.size > PERCENTILE_SAMPLE:
+        step = math.ceil((array.size / PERCENTILE_SAMPLE) ** (1 / 3))
+        array = array[(..., *[slice(None, None, step)] * min(3, array.ndim))]
+    sample = np.asarray(computed(array), dtype=np.float64)
+    return float(sample.mean()), float(sample.std())
 
 
-def _normalization(image: Any, normalize: tuple[float, float] | MeanStd | None) -> MeanStd | None:
+#: What ``predict(normalize=...)`` takes: percentiles, fixed statistics, "zscore", "auto" or None.
+Normalize = tuple[float, float] | MeanStd | Literal["zscore", "auto"] | None
+
+
+def _normalization(image: Any, normalize: tuple[float, float] | MeanStd | Literal["zscore"] | None) -> MeanStd | None:
     """The map ``(x - mean) / std`` of ``image`` (one timepoint, channel-first): fixed statistics as
     they are, or ``normalize`` percentiles mapped to 0 and 1.
     """
     if normalize is None or isinstance(normalize, MeanStd):
         return normalize
+    if normalize == "zscore":
+        mean, std = moments(image)
+        return MeanStd((mean,), (std if std > 0 else 1.0,))
     low, high = percentiles(image, *normalize)
     if not (math.isfinite(low) and math.isfinite(high)):
         raise DataError("the image has NaN or infinite pixels; replace them (e.g. numpy.nan_to_num) before predicting")
@@ -145,14 +163,21 @@ def _restorer(stats: MeanStd | None, framework: Framework) -> Callable[[torch.Te
     return restored
 
 
-def resolve_normalize(normalize: Normalize, model_or_checkpoint: Any) -> tuple[float, float] | MeanStd | None:
+def resolve_normalize(normalize: Normalize, model_or_checkpoint: Any) -> tuple[float, float] | MeanStd | str | None:
     """``normalize`` with ``"auto"`` resolved: the training-set statistics a checkpoint holds
     (:class:`~im2im_core.data.normalization.TrainingSetNormalized`), else percentiles (0.5, 99.5).
     """
     if normalize != "auto":
-        if normalize is not None and not isinstance(normalize, MeanStd) and len(normalize) != 2:
-            raise ConfigError(f"normalize {normalize!r}: expected two percentiles (low, high), a MeanStd, 'auto' or None")
+        if normalize is not None and normalize != "zscore" and not isinstance(normalize, MeanStd) and len(normalize) != 2:
+            raise ConfigError(f"normalize {normalize!r}: expected two percentiles (low, high), a MeanStd, 'zscore', "
+                              f"'auto' or None")
         return normalize
+    from im2im_core.export.imported import PackagedModel, is_package
+
+    if isinstance(model_or_checkpoint, PackagedModel):
+        return model_or_checkpoint.normalization()[1]
+    if isinstance(model_or_checkpoint, (str, Path)) and is_package(model_or_checkpoint):
+        return PackagedModel(str(model_or_checkpoint)).normalization()[1]
     if isinstance(model_or_checkpoint, (str, Path)):
         stored = training_statistics(read_checkpoint(model_or_checkpoint))
         if stored is not None:
@@ -282,7 +307,8 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
     model_or_checkpoint : torch.nn.Module or path
         A framework (e.g. ``FCN``, anything with the members of
         :class:`~im2im_core.protocols.Framework`), a bare network, or a ``.ckpt`` file of
-        ``im2im fit`` (it holds its run's config; or pass ``config``).
+        ``im2im fit`` (it holds its run's config; or pass ``config``), or a bioimage.io model
+        package (``.zip``, folder or ``rdf.yaml``; its own pre- and post-processing apply).
     array : numpy, torch, dask or zarr array
         The image, axes ``dims``. Lazy arrays are read one band of windows at a time.
     dims : str, optional
@@ -302,7 +328,8 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
         for lazy arrays of more than 2**24 pixels. A :class:`~im2im_core.data.normalization.MeanStd`:
         ``(x - mean) / std`` with those fixed statistics. ``"auto"``: the training set's
         statistics stored in the checkpoint by ``im2im fit`` (a ``TrainingSetNormalized``
-        config), else the percentiles (0.5, 99.5). ``None``: the input is used as it is. A
+        config), a package's own input steps, else the percentiles (0.5, 99.5). ``None``: the input is used as it is. A
+        ``"zscore"``: the mean and std of each timepoint (subsampled like the percentiles). A
         framework whose ``output_in_input_units()`` is True (denoising) gets its outputs mapped
         back through the inverse of this normalization, into the input's units.
     device : str or torch.device, optional
@@ -325,8 +352,10 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
     ...                  postprocess=Postprocess("sigmoid", 0.5, label=True, min_size=30))
     """
     settings = dataclasses.replace(inference or Inference(), **options)
-    normalize = resolve_normalize(normalize, model_or_checkpoint)
     module = _load(model_or_checkpoint, config)
+    from im2im_core.export.imported import PackagedModel
+
+    normalize = resolve_normalize(normalize, module if isinstance(module, PackagedModel) else model_or_checkpoint)
     framework = as_framework(module, dims, settings.slice_by_slice)
     if postprocess == "auto":  # e.g. clustering, which needs the whole image
         postprocess = framework.whole_image_postprocess() or "auto"
@@ -339,7 +368,7 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
 
 
 def _predict(framework: Framework, module: nn.Module, array: Any, dims: str | None, settings: Inference,
-             postprocess: Postprocess | Literal["auto"] | None, normalize: tuple[float, float] | MeanStd | None,
+             postprocess: Postprocess | Literal["auto"] | None, normalize: tuple[float, float] | MeanStd | str | None,
              device: str | torch.device | None, store: Callable[[tuple[int, ...], str, Any], ZarrOutput] | None,
              progress: Callable[[int, int], None] | None) -> np.ndarray | None:
     """:func:`predict` for a framework whose module is in eval mode."""

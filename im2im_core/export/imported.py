@@ -1,0 +1,292 @@
+"""``PackagedModel``: any local bioimage.io model package as an im2im framework, for prediction.
+
+The package's network (TorchScript, ONNX or PyTorch state dict) becomes the window network;
+its valid sizes give the window; its input steps become the run's ``data.normalize`` (see
+:func:`package_config`), its per-pixel output steps :meth:`PackagedModel.postprocess`. So a
+package predicts through the same streaming windows, TTA, OME-Zarr output and 5D handling as
+a checkpoint, whoever made it.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from im2im_core.errors import ConfigError, DataError
+from im2im_core.export.processing import normalize_config, output_function
+from im2im_core.export.weights import WEIGHT_FORMATS, OnnxNetwork
+from im2im_core.frameworks.base import Im2ImFramework, OptimizerGroup
+from im2im_core.inference.windows import MAX_AUTO_ALIGN
+
+#: Names a package's description file has.
+DESCRIPTION_NAMES = ("rdf.yaml", "bioimageio.yaml")
+#: Fixed windows for packages whose sizes do not fit im2im's automatic windows.
+TARGET_WINDOW = {2: 256, 3: 64}
+
+
+def is_package(path: str | Path) -> bool:
+    """Whether ``path`` is a bioimage.io package: a ``.zip``, a folder with an rdf.yaml, or the rdf.yaml itself."""
+    path = Path(path)
+    if path.is_dir():
+        return any((path / name).is_file() for name in DESCRIPTION_NAMES)
+    return path.suffix == ".zip" or path.name.endswith(DESCRIPTION_NAMES)
+
+
+def _description_source(path: Path) -> Path:
+    if path.is_dir():
+        return next(path / name for name in DESCRIPTION_NAMES if (path / name).is_file())
+    return path
+
+
+def load_description(package: str | Path) -> Any:
+    """The package's model description (format 0.4 or 0.5), its files checked; nothing is downloaded.
+
+    Raises
+    ------
+    DataError
+        If the package is missing or does not validate (a missing file, wrong axes...),
+        naming the package and the first problems.
+    """
+    path = Path(package)
+    if not path.exists():
+        raise DataError(f"model package not found: {path}")
+    try:
+        from bioimageio.spec import ValidationContext, load_model_description
+    except ImportError:
+        raise ConfigError("bioimage.io packages need bioimageio.spec: pip install 'im2im[export]'") from None
+    try:
+        with ValidationContext(perform_io_checks=True):
+            description = load_model_description(_description_source(path))
+    except ValueError as exc:  # bioimageio.spec's report: a header, then one line per problem and alternative
+        raise DataError(f"model package {path} is not a valid bioimage.io model: {_first_problem(str(exc))}") from None
+    return description
+
+
+def _first_problem(report: str) -> str:
+    """The most telling line of bioimageio.spec's validation report: a missing file, else the first problem."""
+    lines = [line.replace("Value error, ", "").strip(" -:") for line in report.splitlines()[1:]]
+    lines = [line for line in lines if line]
+    missing = [line for line in lines if "does not point to an existing file" in line]
+    if missing:
+        field, _, reason = missing[0].partition(": ")
+        return f"{field.split('.')[0]} {field.split('.')[1] if '.' in field else ''}: {reason}".replace("  ", " ")
+    return "; ".join(lines[:2])[:400] or "not a model description"
+
+
+def _only(tensors: Any, what: str, package: Path) -> Any:
+    if len(tensors) != 1:
+        raise ConfigError(f"model package {package} has {len(tensors)} {what} tensors; im2im runs models with one input "
+                          f"and one output")
+    return tensors[0]
+
+
+class _Reordered(nn.Module):
+    """The package's network on im2im's ``(B, C, *spatial)`` windows, whatever its own axis order."""
+
+    def __init__(self, network: nn.Module, to_package: list[int], from_package: list[int],
+                 batch: bool, channel: bool, out_channel: bool) -> None:
+        super().__init__()
+        self.network, self.to_package, self.from_package = network, to_package, from_package
+        self.batch, self.channel, self.out_channel = batch, channel, out_channel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Windows ``(B, C, *spatial)`` to outputs ``(B, C_out, *spatial)``."""
+        if not self.channel:
+            x = x[:, 0]
+        if not self.batch:
+            return torch.stack([self._run(window) for window in x])
+        return self._run(x)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.network(x.permute(self.to_package)).permute(self.from_package)
+        if not self.out_channel:
+            out = out.unsqueeze(1 if self.batch else 0)
+        return out
+
+
+class PackagedModel(Im2ImFramework):
+    """A bioimage.io model package as a framework (prediction only).
+
+    Parameters
+    ----------
+    package : str
+        A package ``.zip``, its unpacked folder, or its ``rdf.yaml``.
+    weight_format : {"pytorch_state_dict", "torchscript", "onnx"}, optional
+        Default: the first the package has of pytorch_state_dict (when its architecture
+        imports), torchscript, onnx.
+    roi_size : list of int, optional
+        Window; default: automatic when the package's sizes fit im2im's windows, else a valid
+        size near 256 (2D) or 64 (3D) pixels a side.
+    overlap : float
+        Fraction of a window shared with each neighbour.
+    sw_batch_size : int
+        Windows computed together.
+    """
+
+    def __init__(self, package: str, weight_format: str | None = None, roi_size: list[int] | None = None,
+                 overlap: float = 0.25, sw_batch_size: int = 4) -> None:
+        path = Path(package)
+        description = load_description(path)
+        tensor_in = _only(description.inputs, "input", path)
+        tensor_out = _only(description.outputs, "output", path)
+        self.input_axes = [_axis_kind(axis, path) for axis in tensor_in.axes]
+        output_axes = [_axis_kind(axis, path) for axis in tensor_out.axes]
+        space = [kind for kind in self.input_axes if kind not in ("batch", "channel")]
+        if len(space) not in (2, 3):
+            raise ConfigError(f"model package {path}: input axes {self.input_axes}: expected 2 or 3 space axes (y, x or "
+                              f"z, y, x), with batch and channel axes optional")
+        space_out = set(output_axes) - {"channel"}
+        if len(output_axes) != len(set(output_axes)) or space_out != set(self.input_axes) - {"channel"}:
+            raise ConfigError(f"model package {path}: output axes {output_axes} do not match input axes {self.input_axes}; "
+                              f"im2im runs networks whose output has the input's space axes")
+        roi = roi_size if roi_size is not None else _window(tensor_in, path)
+        super().__init__(spatial_dims=len(space), roi_size=roi, overlap=overlap, sw_batch_size=sw_batch_size)
+        self.package, self.letters = str(path), "".join(kind.upper() for kind in space)
+        self.weight_format = _weight_format(description, weight_format, path)
+        network = _load_network(description, self.weight_format, path)
+        self.network = _reordering(network, self.input_axes, output_axes)
+        self.output = output_function([_step(s) for s in tensor_out.postprocessing], f"model package {path}")
+        self.input_steps = [_step(s) for s in tensor_in.preprocessing]
+        self.input_channels = _channel_count(tensor_in)
+        self.name = str(description.name)
+
+    def window_network(self) -> nn.Module:
+        """The package's network, on ``(B, C, *spatial)`` windows."""
+        return self.network
+
+    def postprocess(self, output: torch.Tensor) -> torch.Tensor:
+        """The package's output steps (sigmoid, binarize, scale_linear...)."""
+        return self.output(output)
+
+    def normalization(self) -> tuple[list[dict[str, Any]], Any]:
+        """The ``data.normalize`` config and ``predict``'s ``normalize`` of the package's input steps."""
+        return normalize_config(self.input_steps, f"model package {self.package}", "channel" in self.input_axes,
+                                self.letters)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Packages are for prediction; fine-tuning them is not supported."""
+        raise ConfigError(f"model package {self.package} can predict but not be trained by im2im fit")
+
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        """None: see :meth:`training_step`."""
+        return []
+
+
+def _axis_kind(axis: Any, package: Path) -> str:
+    kind = str(axis.type)
+    if kind in ("batch", "channel"):
+        return kind
+    if kind == "space" and str(axis.id).lower() in ("z", "y", "x"):
+        return str(axis.id).lower()
+    raise ConfigError(f"model package {package}: axis {axis.id!r} of type {kind!r} is not supported; expected batch, "
+                      f"channel and space axes z, y, x")
+
+
+def _channel_count(tensor: Any) -> int:
+    for axis in tensor.axes:
+        if str(axis.type) == "channel":
+            return len(axis.channel_names)
+    return 1
+
+
+def _window(tensor: Any, package: Path) -> list[int] | None:
+    """A window of valid sizes: automatic when the sizes fit im2im's aligned windows, else fixed."""
+    sizes = []
+    for axis in tensor.axes:
+        if str(axis.type) != "space":
+            continue
+        size = axis.size
+        if isinstance(size, int):
+            sizes.append((size, 0))
+        elif hasattr(size, "min") and hasattr(size, "step"):
+            sizes.append((int(size.min), int(size.step)))
+        else:
+            raise ConfigError(f"model package {package}: input axis {axis.id!r} has its size from another tensor; "
+                              f"expected a fixed size or min and step")
+    if all(step and MAX_AUTO_ALIGN % step == 0 and low <= 64 for low, step in sizes):
+        return None
+    target = TARGET_WINDOW[len(sizes)]
+    return [low if not step else low + max(0, -(-(target - low) // step)) * step for low, step in sizes]
+
+
+def _weight_format(description: Any, chosen: str | None, package: Path) -> str:
+    available = [name for name in WEIGHT_FORMATS if getattr(description.weights, name, None) is not None]
+    others = [name for name, value in description.weights if value is not None and name not in WEIGHT_FORMATS]
+    if chosen is not None:
+        if chosen not in available:
+            raise ConfigError(f"model package {package} has no {chosen} weights; it has {', '.join(available + others)}")
+        return chosen
+    if not available:
+        raise ConfigError(f"model package {package} has weights in {', '.join(others)} only; im2im runs "
+                          f"{', '.join(WEIGHT_FORMATS)}")
+    if available[0] == "pytorch_state_dict" and len(available) > 1 and not _architecture_imports(description):
+        return available[1]
+    return available[0]
+
+
+def _architecture_imports(description: Any) -> bool:
+    import importlib
+
+    architecture = description.weights.pytorch_state_dict.architecture
+    module = getattr(architecture, "import_from", None)
+    try:
+        return module is not None and importlib.util.find_spec(str(module).split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _load_network(description: Any, weight_format: str, package: Path) -> nn.Module:
+    weights = getattr(description.weights, weight_format)
+    try:
+        if weight_format == "torchscript":
+            return torch.jit.load(io.BytesIO(weights.get_reader().read()), map_location="cpu").eval()
+        if weight_format == "onnx":
+            return OnnxNetwork(weights.get_reader().read())
+        from bioimageio.core.backends.pytorch_backend import load_torch_model
+
+        return load_torch_model(weights, load_state=True).eval()
+    except (ConfigError, DataError):
+        raise
+    except Exception as exc:
+        raise DataError(f"model package {package}: its {weight_format} weights ({weights.source}) cannot be loaded: "
+                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _reordering(network: nn.Module, input_axes: list[str], output_axes: list[str]) -> nn.Module:
+    """``network`` wrapped to take ``(B, C, *spatial)``; the network itself when its axes are already so."""
+    im2im_order = ["batch", "channel", *[kind for kind in input_axes if kind not in ("batch", "channel")]]
+    if input_axes == im2im_order and output_axes == im2im_order:
+        return network
+    present_in = [kind for kind in im2im_order if kind in input_axes]
+    to_package = [present_in.index(kind) for kind in input_axes]
+    from_package = [output_axes.index(kind) for kind in im2im_order if kind in output_axes]
+    return _Reordered(network, to_package, from_package, "batch" in input_axes, "channel" in input_axes,
+                      "channel" in output_axes)
+
+
+def _step(step: Any) -> dict[str, Any]:
+    """A processing step as a plain ``{"id", "kwargs"}`` mapping."""
+    dumped = step.model_dump(mode="json", exclude_none=True) if hasattr(step, "model_dump") else dict(step)
+    return {"id": dumped.get("id") or dumped.get("name"), "kwargs": dumped.get("kwargs") or {}}
+
+
+def package_config(package: str | Path) -> str:
+    """The run config (YAML text) that ``im2im predict --model PACKAGE`` starts from.
+
+    The model is a :class:`PackagedModel`; ``data.dims`` are the package's space axes (with C
+    for several input channels) and ``data.normalize`` its input steps. Options on the command
+    line come after it and win.
+    """
+    model = PackagedModel(str(Path(package).resolve()))
+    normalize, _ = model.normalization()
+    dims = ("C" if model.input_channels > 1 else "") + model.letters
+    config = {"model": {"class_path": f"{PackagedModel.__module__}.PackagedModel",
+                        "init_args": {"package": str(Path(package).resolve())}},
+              "data": {"dims": dims, "normalize": normalize, "patch_size": [64] * model.spatial_dims},
+              "trainer": {"logger": False}}
+    return yaml.safe_dump(config, sort_keys=False)
