@@ -117,3 +117,54 @@ def read_preset(path: Path) -> dict[str, Any]:
     config = yaml.safe_load(text)
     assert {"trainer", "model", "data"} <= set(config), f"{path}: needs trainer, model and data sections"
     return config
+
+
+def assert_exports_and_round_trips(checkpoint: Path, images: Path, folder: Path,
+                                   formats: Sequence[str] = ("pytorch_state_dict", "torchscript", "onnx")) -> Path:
+    """Export ``checkpoint`` offline, pass bioimageio.core's test for each of ``formats``, and predict ``images``
+    from the package (each format) with ``im2im predict --model``: the outputs equal those of ``--ckpt_path``.
+
+    Float outputs may differ by 1e-4 of their range (ONNX and TorchScript round differently);
+    masks and labels must be equal. Returns the package.
+    """
+    import socket
+
+    import numpy as np
+    from bioimageio.core import test_model
+    from bioio import BioImage
+
+    from im2im_cli.main import main
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError("network access during a test")
+
+    package = folder / "model.zip"
+    common = ["--data.predict_path", str(images), "--trainer.accelerator", "cpu", "--trainer.logger", "false",
+              "--trainer.enable_progress_bar", "false"]
+
+    def outputs(out: Path) -> list[np.ndarray]:
+        return [BioImage(p).get_image_data(BioImage(p).dims.order) for p in sorted(out.glob("*.ome.tiff"))]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", refuse)
+        patch.setattr(socket, "create_connection", refuse)
+        assert main(["export", "--ckpt_path", str(checkpoint), "--output", str(package), "--weights", ",".join(formats)]) == 0
+        for weight_format in formats:
+            summary = test_model(package, weight_format=weight_format)
+            assert summary.status == "passed", [(d.name, [e.msg[:200] for e in d.errors]) for d in summary.details
+                                                if d.status != "passed"]
+    assert main(["predict", "--ckpt_path", str(checkpoint), "--prediction.output_dir", str(folder / "ckpt"), *common]) == 0
+    reference = outputs(folder / "ckpt")
+    assert reference
+    for weight_format in formats:
+        out = folder / weight_format
+        assert main(["predict", "--model", str(package), "--model.init_args.weight_format", weight_format,
+                     "--prediction.output_dir", str(out), *common]) == 0
+        for expected, got in zip(reference, outputs(out), strict=True):
+            assert expected.dtype == got.dtype and expected.shape == got.shape, weight_format
+            if np.issubdtype(expected.dtype, np.integer):
+                assert np.array_equal(expected, got), weight_format
+            else:
+                scale = float(np.ptp(expected)) or 1.0
+                assert float(np.abs(expected - got).max()) <= 1e-4 * scale, weight_format
+    return package

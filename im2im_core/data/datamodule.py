@@ -187,6 +187,12 @@ class Im2ImDataModule(pl.LightningDataModule):
                 steps.append(PercentileNormalized(norm_keys))
         return steps
 
+    def image_normalize_steps(self) -> list[Transform]:
+        """The normalization steps that act on input images (``IM``), in order: what prediction
+        applies to an input, and what ``im2im export`` writes into a package.
+        """
+        return [step for step in self._normalize_steps([IMAGE]) if IMAGE in [str(k) for k in getattr(step, "keys", [IMAGE])]]
+
     def _default_augment(self, keys: list[str]) -> list[Transform]:
         flips: list[Transform] = [RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(self.spatial_dims)]
         last_two = (self.spatial_dims - 2, self.spatial_dims - 1)

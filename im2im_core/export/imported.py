@@ -21,6 +21,9 @@ from im2im_core.errors import ConfigError, DataError
 from im2im_core.export.processing import normalize_config, output_function
 from im2im_core.export.weights import WEIGHT_FORMATS, OnnxNetwork
 from im2im_core.frameworks.base import Im2ImFramework, OptimizerGroup
+from im2im_core.inference.checkpoint import build_model
+from im2im_core.inference.postprocess import Postprocess
+from im2im_core.inference.tta import Symmetry, undo_symmetry
 from im2im_core.inference.windows import MAX_AUTO_ALIGN
 
 #: Names a package's description file has.
@@ -83,6 +86,18 @@ def _only(tensors: Any, what: str, package: Path) -> Any:
         raise ConfigError(f"model package {package} has {len(tensors)} {what} tensors; im2im runs models with one input "
                           f"and one output")
     return tensors[0]
+
+
+class _Pointwise(nn.Module):
+    """A per-pixel function of a package's steps as a module (the input steps after its normalization)."""
+
+    def __init__(self, function: Any) -> None:
+        super().__init__()
+        self.function = function
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The function of ``x``, as float32 (the network's input type)."""
+        return self.function(x).float()
 
 
 class _Reordered(nn.Module):
@@ -148,12 +163,18 @@ class PackagedModel(Im2ImFramework):
         super().__init__(spatial_dims=len(space), roi_size=roi, overlap=overlap, sw_batch_size=sw_batch_size)
         self.package, self.letters = str(path), "".join(kind.upper() for kind in space)
         self.weight_format = _weight_format(description, weight_format, path)
-        network = _load_network(description, self.weight_format, path)
-        self.network = _reordering(network, self.input_axes, output_axes)
+        network = _reordering(_load_network(description, self.weight_format, path), self.input_axes, output_axes)
         self.output = output_function([_step(s) for s in tensor_out.postprocessing], f"model package {path}")
         self.input_steps = [_step(s) for s in tensor_in.preprocessing]
+        pointwise = self.normalization()[2]
+        self.network = nn.Sequential(_Pointwise(output_function(pointwise, f"model package {path}", "input")), network) \
+            if pointwise else network
         self.input_channels = _channel_count(tensor_in)
         self.name = str(description.name)
+        # A package im2im made names its framework's config (the state dict's architecture); that framework's
+        # whole-image step (EmbedSeg's clustering) and TTA inverse then apply as they do from the checkpoint.
+        self.maker = _im2im_framework(description, path) if not tensor_out.postprocessing or all(
+            _step(s)["id"] == "ensure_dtype" for s in tensor_out.postprocessing) else None
 
     def window_network(self) -> nn.Module:
         """The package's network, on ``(B, C, *spatial)`` windows."""
@@ -163,10 +184,19 @@ class PackagedModel(Im2ImFramework):
         """The package's output steps (sigmoid, binarize, scale_linear...)."""
         return self.output(output)
 
-    def normalization(self) -> tuple[list[dict[str, Any]], Any]:
-        """The ``data.normalize`` config and ``predict``'s ``normalize`` of the package's input steps."""
-        return normalize_config(self.input_steps, f"model package {self.package}", "channel" in self.input_axes,
-                                self.letters)
+    def whole_image_postprocess(self) -> Postprocess | None:
+        """The whole-image step of the framework that made the package (im2im packages), else None."""
+        return self.maker.whole_image_postprocess() if self.maker is not None else None
+
+    def tta_inverse(self, output: torch.Tensor, symmetry: Symmetry) -> torch.Tensor:
+        """The making framework's inverse (vector channels turned), else every channel as a scalar map."""
+        return self.maker.tta_inverse(output, symmetry) if self.maker is not None else undo_symmetry(output, symmetry)
+
+    def normalization(self) -> tuple[list[dict[str, Any]], Any, list[dict[str, Any]]]:
+        """The ``data.normalize`` config, ``predict``'s ``normalize`` and the per-pixel rest of the package's input
+        steps (:func:`~im2im_core.export.processing.normalize_config`); the window network applies the rest.
+        """
+        return normalize_config(self.input_steps, f"model package {self.package}", "channel" in self.input_axes)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """Packages are for prediction; fine-tuning them is not supported."""
@@ -175,6 +205,19 @@ class PackagedModel(Im2ImFramework):
     def optimizer_groups(self) -> list[OptimizerGroup]:
         """None: see :meth:`training_step`."""
         return []
+
+
+def _im2im_framework(description: Any, package: Path) -> Any:
+    """The framework (no weights) of a package written by ``im2im export``, or None for other packages."""
+    weights = description.weights.pytorch_state_dict
+    architecture = getattr(weights, "architecture", None) if weights is not None else None
+    if architecture is None or str(getattr(architecture, "import_from", "")) != "im2im_core.export.weights":
+        return None
+    model = dict(architecture.kwargs).get("model")
+    try:
+        return build_model(yaml.safe_dump({"model": model}), f"model package {package}").eval()
+    except ConfigError:  # its framework's plugin is not installed: the raw outputs, as any package
+        return None
 
 
 def _axis_kind(axis: Any, package: Path) -> str:
@@ -283,7 +326,7 @@ def package_config(package: str | Path) -> str:
     line come after it and win.
     """
     model = PackagedModel(str(Path(package).resolve()))
-    normalize, _ = model.normalization()
+    normalize = model.normalization()[0]
     dims = ("C" if model.input_channels > 1 else "") + model.letters
     config = {"model": {"class_path": f"{PackagedModel.__module__}.PackagedModel",
                         "init_args": {"package": str(Path(package).resolve())}},

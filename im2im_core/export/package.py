@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from monai.transforms import Compose
 
 from im2im_core import __version__
 from im2im_core.axes import spatial_of
-from im2im_core.data.normalization import MeanStd
+from im2im_core.data.normalization import TRAINING_STATISTICS, MeanStd
 from im2im_core.errors import ConfigError, DataError
-from im2im_core.export.processing import SCALE_RANGE_EPS, Normalization, postprocessing_steps, preprocessing_steps
+from im2im_core.export.processing import postprocessing_steps, preprocessing_steps
 from im2im_core.export.valid_sizes import AxisSizes, measure_valid_sizes
 from im2im_core.export.weights import WEIGHT_FORMATS, WeightFormat, write_weights
 from im2im_core.inference.checkpoint import (
@@ -113,15 +114,10 @@ def _valid_crop(image: np.ndarray, sizes: list[AxisSizes], sample: str) -> np.nd
     return image[tuple(cut)]
 
 
-def _preprocessed(image: np.ndarray, normalization: Normalization) -> np.ndarray:
-    """``image`` ``(C, *spatial)`` normalized as the package's steps say (the spec's formulas)."""
-    if normalization is None:
-        return image
-    if isinstance(normalization, MeanStd):
-        mean, std = normalization.shaped(image.ndim, image)
-        return ((image - mean) / std).astype(np.float32)
-    low, high = np.percentile(image, normalization)
-    return ((image - low) / (high - low + SCALE_RANGE_EPS)).astype(np.float32)
+def _preprocessed(image: np.ndarray, normalization: Compose) -> np.ndarray:
+    """``image`` ``(C, *spatial)`` through the run's own input normalization (what the package's steps describe)."""
+    normalized = normalization({IMAGE: image})[IMAGE]
+    return np.asarray(normalized.cpu().numpy() if isinstance(normalized, torch.Tensor) else normalized, np.float32)
 
 
 def _pixel_steps(framework: Any, out_channels: int) -> tuple[Postprocess | None, list[str]]:
@@ -133,8 +129,8 @@ def _pixel_steps(framework: Any, out_channels: int) -> tuple[Postprocess | None,
     if whole is not None or pixelwise is None:
         notes.append(f"The output is the network's raw output: {type(framework).__name__}'s post-processing "
                      f"({'a step on the whole image, such as clustering' if whole is not None else 'its own code'}) has "
-                     f"no bioimage.io equivalent. Predict with im2im (`im2im predict --model PACKAGE`, with the plugin of "
-                     f"{type(framework).__module__.split('.')[0]} installed) to get the final output.")
+                     f"no bioimage.io equivalent. `im2im predict --model PACKAGE` applies it, with the plugin of "
+                     f"`{type(framework).__module__.split('.')[0]}` installed.")
         return None, notes
     if pixelwise.argmax:
         notes.append("The output holds one probability per class (softmax); the label of a pixel is the channel with "
@@ -237,18 +233,20 @@ def export_package(checkpoint: str | Path, output: str | Path, options: ExportOp
     framework.load_state_dict(contents["state_dict"])
     framework.eval()
     datamodule = build_datamodule(config_text, f"checkpoint {checkpoint}")
-    normalization = training_statistics(contents) or datamodule.lazy_normalization()
-    if normalization is None:
-        raise ConfigError(f"checkpoint {checkpoint}: its data.normalize has no bioimage.io equivalent; export supports the "
-                          f"default percentile normalization (PercentileNormalized, range 0,1, no clip) and "
-                          f"TrainingSetNormalized")
-    restore = normalization if framework.output_in_input_units() else None
-    if framework.output_in_input_units() and not isinstance(normalization, MeanStd):
+    saved = next((entry for entry in contents.values() if isinstance(entry, dict) and TRAINING_STATISTICS in entry), None)
+    if saved is not None:
+        datamodule.load_state_dict(saved)  # the training-set statistics, as Lightning restores them for predict
+    transforms = datamodule.image_normalize_steps()
+    restore = training_statistics(contents) if framework.output_in_input_units() else None
+    if framework.output_in_input_units() and (restore is None or len(transforms) != 1):
         raise ConfigError(f"checkpoint {checkpoint}: {type(framework).__name__} gives outputs in the input's units, but "
-                          f"the inverse of a per-image percentile normalization has no bioimage.io step; train with "
-                          f"TrainingSetNormalized (as the im2im-n2v presets do) to export it")
+                          f"only the inverse of a lone TrainingSetNormalized has a bioimage.io step; train with it (as "
+                          f"the im2im-n2v presets do) to export this model")
     image, sample, pixel_sizes, dims = _sample_image(datamodule, options.sample)
     letters = spatial_of(dims)
+    source = f"checkpoint {checkpoint}"
+    steps = preprocessing_steps(transforms, ["channel", *(letter.lower() for letter in letters)], source)
+    normalization = Compose(transforms)
     network = framework.window_network().eval()
     if len(letters) != framework.spatial_dims:
         raise DataError(f"sample {sample} has spatial axes {letters!r} but the network is {framework.spatial_dims}D")
@@ -265,7 +263,7 @@ def export_package(checkpoint: str | Path, output: str | Path, options: ExportOp
         if not written:
             raise ConfigError(f"no weight format could be written: {'; '.join(f'{k}: {v}' for k, v in failed.items())}")
         _write_package(framework, options, checkpoint, config_text, staging, image, sample, pixel_sizes, letters,
-                       sizes, normalization, restore, written, failed, overwrite, output, network)
+                       sizes, normalization, steps, restore, written, failed, overwrite, output, network)
     return output
 
 
@@ -293,7 +291,7 @@ def _sizes_every_format_takes(network: Any, written: dict[str, Path], measured: 
 
 def _write_package(framework: Any, options: ExportOptions, checkpoint: Path, config_text: str, staging: Path,
                    image: np.ndarray, sample: str, pixel_sizes: dict[str, float | None], letters: str,
-                   sizes: list[AxisSizes], normalization: Normalization, restore: MeanStd | None,
+                   sizes: list[AxisSizes], normalization: Compose, steps: list[dict[str, Any]], restore: MeanStd | None,
                    written: dict[str, Path], failed: dict[str, str], overwrite: bool, output: Path, network: Any) -> None:
     """Test tensors, cover, README and ``rdf.yaml`` beside the weights in ``staging``, then the zip."""
     raw_input = _valid_crop(image, sizes, sample)[None]
@@ -312,7 +310,7 @@ def _write_package(framework: Any, options: ExportOptions, checkpoint: Path, con
     (staging / "README.md").write_text(_readme(framework, config_text, sample, _validation_metric(checkpoint), notes,
                                                failed))
     model_section = yaml.safe_load(config_text)["model"]
-    rdf = _description(framework, options, checkpoint, letters, sizes, pixel_sizes, normalization, raw_input,
+    rdf = _description(framework, options, checkpoint, letters, sizes, pixel_sizes, steps, raw_input,
                        final_array, pixelwise, restore, written, model_section, binary)
     (staging / "package").mkdir()
     for path in staging.iterdir():
@@ -323,13 +321,12 @@ def _write_package(framework: Any, options: ExportOptions, checkpoint: Path, con
 
 
 def _description(framework: Any, options: ExportOptions, checkpoint: Path, letters: str, sizes: list[AxisSizes],
-                 pixel_sizes: dict[str, float | None], normalization: Normalization, raw_input: np.ndarray,
+                 pixel_sizes: dict[str, float | None], steps: list[dict[str, Any]], raw_input: np.ndarray,
                  final: np.ndarray, pixelwise: Postprocess | None, restore: MeanStd | None, written: dict[str, Path],
                  model_section: dict[str, Any], binary: bool) -> dict[str, Any]:
     """The ``rdf.yaml`` of the package, as a plain mapping (format 0.5)."""
     in_names = [f"channel{i}" for i in range(raw_input.shape[1])]
     out_names = [f"channel{i}" for i in range(final.shape[1])]
-    space = [letter.lower() for letter in letters]
     output_data: dict[str, Any] = {"type": "uint8", "values": [0, 1]} if binary else {"type": "float32"}
     weights: dict[str, Any] = {}
     torch_version = torch.__version__.split("+")[0]
@@ -358,7 +355,7 @@ def _description(framework: Any, options: ExportOptions, checkpoint: Path, lette
         "documentation": "README.md", "covers": ["cover.png"], "version": "0.1.0",
         "inputs": [{"id": "input", "axes": _axes(letters, in_names, sizes, None, pixel_sizes),
                     "test_tensor": {"source": "test_input.npy"}, "data": {"type": "float32"},
-                    "preprocessing": preprocessing_steps(normalization, ["channel", *space])}],
+                    "preprocessing": steps}],
         "outputs": [{"id": "output", "axes": _axes(letters, out_names, None, "input", pixel_sizes),
                      "test_tensor": {"source": "test_output.npy"}, "data": output_data,
                      "postprocessing": postprocessing_steps(pixelwise, restore)}],

@@ -33,22 +33,62 @@ def _value(values: tuple[float, ...]) -> float | list[float]:
     return float(values[0]) if len(values) == 1 else [float(v) for v in values]
 
 
-def preprocessing_steps(normalization: Normalization, axes: Sequence[str]) -> list[dict[str, Any]]:
-    """The steps of an input normalized by ``normalization``; ``axes``: the tensor's axis ids but batch.
+def preprocessing_steps(transforms: Sequence[Any], axes: Sequence[str], source: str) -> list[dict[str, Any]]:
+    """The steps of the input normalization ``transforms`` (the run's ``data.normalize`` on ``IM``).
 
-    Percentiles ``(low, high)`` of each image (all channels together, as im2im's percentile
-    normalization) become ``scale_range`` over ``axes``; training-set statistics become
-    ``fixed_zero_mean_unit_variance`` (along the channel axis when there is one pair per channel).
+    ``axes``: the tensor's axis ids but batch. Each transform becomes the steps that compute
+    what it computes: ``PercentileNormalized`` (percentiles of all channels together) a
+    ``scale_range`` over ``axes``, then ``scale_linear`` to its output range and ``clip``;
+    ``TrainingSetNormalized`` (fitted) ``fixed_zero_mean_unit_variance``; ``Binarized``
+    ``binarize`` at 0; MONAI's ``ScaleIntensityRanged`` ``scale_linear`` (and ``clip``).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``source`` and the first transform that has no exact equivalent.
     """
+    from monai.transforms import ScaleIntensityRanged
+
+    from im2im_core.data.normalization import PercentileNormalized, TrainingSetNormalized
+    from im2im_core.data.transforms import Binarized
+
     steps: list[dict[str, Any]] = [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]
-    if normalization is None:
-        return steps
-    if isinstance(normalization, MeanStd):
-        kwargs = {"mean": _value(normalization.mean), "std": _value(normalization.std), **_per_channel(normalization.mean)}
-        return [*steps, {"id": "fixed_zero_mean_unit_variance", "kwargs": kwargs}]
-    low, high = normalization
-    return [*steps, {"id": "scale_range", "kwargs": {"axes": list(axes), "min_percentile": float(low),
-                                                     "max_percentile": float(high), "eps": SCALE_RANGE_EPS}}]
+    for transform in transforms:
+        name = type(transform).__name__
+        if type(transform) is PercentileNormalized:
+            scaler = transform.scaler
+            if scaler.relative or scaler.channel_wise:
+                raise ConfigError(f"{source}: {name} with relative or channel_wise has no bioimage.io equivalent")
+            steps.append({"id": "scale_range", "kwargs": {"axes": list(axes), "min_percentile": float(scaler.lower),
+                                                          "max_percentile": float(scaler.upper), "eps": SCALE_RANGE_EPS}})
+            steps += _affine_to(float(scaler.b_min), float(scaler.b_max), scaler.clip)
+        elif type(transform) is TrainingSetNormalized:
+            stats = transform.statistics.get("IM")
+            if stats is None:
+                raise ConfigError(f"{source}: TrainingSetNormalized has no statistics for IM (the checkpoint holds none)")
+            kwargs = {"mean": _value(stats.mean), "std": _value(stats.std), **_per_channel(stats.mean)}
+            steps.append({"id": "fixed_zero_mean_unit_variance", "kwargs": kwargs})
+        elif type(transform) is Binarized:
+            steps.append({"id": "binarize", "kwargs": {"threshold": 0.0}})
+        elif type(transform) is ScaleIntensityRanged:
+            scaler = transform.scaler
+            if scaler.b_min is None or scaler.b_max is None or scaler.a_max == scaler.a_min:
+                raise ConfigError(f"{source}: {name} without b_min and b_max has no bioimage.io equivalent")
+            gain = (scaler.b_max - scaler.b_min) / (scaler.a_max - scaler.a_min)
+            steps.append({"id": "scale_linear", "kwargs": {"gain": float(gain),
+                                                           "offset": float(scaler.b_min - scaler.a_min * gain)}})
+            if scaler.clip:
+                steps.append({"id": "clip", "kwargs": {"min": float(scaler.b_min), "max": float(scaler.b_max)}})
+        else:
+            raise ConfigError(f"{source}: data.normalize step {name} has no bioimage.io equivalent; export supports "
+                              f"PercentileNormalized, TrainingSetNormalized, Binarized and ScaleIntensityRanged")
+    return [*steps, {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]  # binarize gives booleans
+
+
+def _affine_to(low: float, high: float, clip: bool) -> list[dict[str, Any]]:
+    """Steps from 0..1 to ``low``..``high``, clipped there with ``clip``."""
+    steps = [] if (low, high) == (0.0, 1.0) else [{"id": "scale_linear", "kwargs": {"gain": high - low, "offset": low}}]
+    return steps + ([{"id": "clip", "kwargs": {"min": low, "max": high}}] if clip else [])
 
 
 def postprocessing_steps(pixelwise: Postprocess | None, restore: MeanStd | None) -> list[dict[str, Any]]:
@@ -89,13 +129,20 @@ def _kwargs(step: Any) -> dict[str, Any]:
     return dict(kwargs)
 
 
-def normalize_config(steps: Sequence[dict[str, Any]], source: str, channel_axis: bool,
-                     spatial_axes: Sequence[str]) -> tuple[list[dict[str, Any]], Normalization | str]:
-    """The ``data.normalize`` config, and ``predict``'s normalization, of a package's input steps.
+#: Input steps that act on each pixel alone: run inside the window network, after the normalization.
+POINTWISE_INPUT_STEPS = ("binarize", "scale_linear", "clip", "ensure_dtype", "sigmoid")
 
-    Returns the list of im2im transforms (class path and init args) and what
-    :func:`~im2im_core.inference.predict` takes as ``normalize`` (``"zscore"`` for a
-    per-image z-score, which it computes from each image).
+
+def normalize_config(steps: Sequence[dict[str, Any]], source: str,
+                     channel_axis: bool) -> tuple[list[dict[str, Any]], Normalization | str, list[dict[str, Any]]]:
+    """The ``data.normalize`` config, ``predict``'s normalization and the per-pixel rest of a package's input steps.
+
+    At most one step needs statistics of the image (``scale_range``, ``zero_mean_unit_variance``)
+    or is a fixed z-score (``fixed_zero_mean_unit_variance``): it becomes the data module's
+    normalization, and what :func:`~im2im_core.inference.predict` takes as ``normalize``
+    (``"zscore"`` for a per-image z-score). Per-pixel steps after it (``scale_linear``, ``clip``,
+    ``binarize``) are returned to run on each window before the network; they commute with
+    cutting the image into windows.
 
     Raises
     ------
@@ -104,20 +151,23 @@ def normalize_config(steps: Sequence[dict[str, Any]], source: str, channel_axis:
     """
     config: list[dict[str, Any]] = []
     normalization: Normalization | str = None
+    pointwise: list[dict[str, Any]] = []
     for step in steps:
         name, kwargs = step.get("id"), _kwargs(step)
-        if name == "ensure_dtype" and kwargs.get("dtype") in ("float32", "float64"):
+        if name in POINTWISE_INPUT_STEPS:
+            if name != "ensure_dtype" or pointwise:
+                pointwise.append(step)
             continue
-        if normalization is not None:
-            raise ConfigError(f"{source}: input step {name!r} after {config[-1]['class_path'].rsplit('.', 1)[-1]}: im2im "
-                              f"applies one normalization; expected a single scale_range, zero_mean_unit_variance, "
-                              f"fixed_zero_mean_unit_variance or scale_linear")
+        if config or pointwise:
+            raise ConfigError(f"{source}: input step {name!r} after another normalization or per-pixel step: im2im "
+                              f"applies one normalization (scale_range, zero_mean_unit_variance or "
+                              f"fixed_zero_mean_unit_variance), then per-pixel steps")
         if name == "scale_range":
             axes = set(kwargs.get("axes") or [])
-            if channel_axis and "channel" not in axes and kwargs.get("axes") is not None:
+            if channel_axis and kwargs.get("axes") is not None and "channel" not in axes:
                 raise ConfigError(f"{source}: scale_range per channel (axes {sorted(axes)}) is not supported; im2im's "
                                   f"percentiles are over all channels together (axes including 'channel')")
-            if kwargs.get("reference_tensor") not in (None, "input"):
+            if kwargs.get("reference_tensor") is not None:
                 raise ConfigError(f"{source}: scale_range with reference_tensor {kwargs['reference_tensor']!r} is not "
                                   f"supported")
             low, high = float(kwargs.get("min_percentile", 0.0)), float(kwargs.get("max_percentile", 100.0))
@@ -125,26 +175,15 @@ def normalize_config(steps: Sequence[dict[str, Any]], source: str, channel_axis:
                            "init_args": {"keys": ["IM"], "lower": low, "upper": high}})
             normalization = (low, high)
         elif name == "fixed_zero_mean_unit_variance":
-            mean, std = _as_tuple(kwargs["mean"]), _as_tuple(kwargs["std"])
-            normalization = MeanStd(mean, std)
-            config.append(_fixed(normalization))
-        elif name == "scale_linear":  # x * gain + offset is (x - mean) / std with mean -offset/gain, std 1/gain
-            gain, offset = _as_tuple(kwargs.get("gain", 1.0)), _as_tuple(kwargs.get("offset", 0.0))
-            if len(gain) != len(offset):
-                gain, offset = gain * len(offset) if len(gain) == 1 else gain, offset * len(gain) if len(offset) == 1 else offset
-            if any(g == 0 for g in gain):
-                raise ConfigError(f"{source}: scale_linear with gain 0 maps every pixel to one value")
-            normalization = MeanStd(tuple(-o / g for g, o in zip(gain, offset)), tuple(1 / abs(g) for g in gain))
-            if any(g < 0 for g in gain):
-                raise ConfigError(f"{source}: scale_linear with a negative gain is not supported")
+            normalization = MeanStd(_as_tuple(kwargs["mean"]), _as_tuple(kwargs["std"]))
             config.append(_fixed(normalization))
         elif name == "zero_mean_unit_variance":
             config.append({"class_path": "monai.transforms.NormalizeIntensityd", "init_args": {"keys": ["IM"]}})
             normalization = "zscore"
         else:
             raise ConfigError(f"{source}: input step {name!r} is not supported; im2im applies scale_range, "
-                              f"zero_mean_unit_variance, fixed_zero_mean_unit_variance, scale_linear and ensure_dtype")
-    return config, normalization
+                              f"zero_mean_unit_variance, fixed_zero_mean_unit_variance, then {', '.join(POINTWISE_INPUT_STEPS)}")
+    return config, normalization, pointwise
 
 
 def _fixed(stats: MeanStd) -> dict[str, Any]:
@@ -152,8 +191,8 @@ def _fixed(stats: MeanStd) -> dict[str, Any]:
             "init_args": {"keys": ["IM"], "mean": list(stats.mean), "std": list(stats.std)}}
 
 
-def output_function(steps: Sequence[dict[str, Any]], source: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The per-pixel function of a package's output steps, on raw outputs ``(B, C, *spatial)``.
+def output_function(steps: Sequence[dict[str, Any]], source: str, what: str = "output") -> Callable[[torch.Tensor], torch.Tensor]:
+    """The per-pixel function of a package's ``what`` (output or input) steps, on ``(B, C, *spatial)``.
 
     Raises
     ------
@@ -175,7 +214,7 @@ def output_function(steps: Sequence[dict[str, Any]], source: str) -> Callable[[t
             functions.append(lambda x, t=threshold: (x > _shaped(t, x)).to(torch.uint8))
         elif name == "clip":
             if kwargs.get("min_percentile") is not None or kwargs.get("max_percentile") is not None:
-                raise ConfigError(f"{source}: clip by percentiles needs the whole output; not supported")
+                raise ConfigError(f"{source}: clip by percentiles needs the whole {what}; not supported")
             functions.append(lambda x, lo=kwargs.get("min"), hi=kwargs.get("max"): torch.clamp(x, lo, hi))
         elif name == "scale_linear":
             gain, offset = _as_tuple(kwargs.get("gain", 1.0)), _as_tuple(kwargs.get("offset", 0.0))
@@ -186,7 +225,7 @@ def output_function(steps: Sequence[dict[str, Any]], source: str) -> Callable[[t
                 raise ConfigError(f"{source}: ensure_dtype {kwargs.get('dtype')!r} is not a known dtype")
             functions.append(lambda x, d=dtype: x.to(d))
         else:
-            raise ConfigError(f"{source}: output step {name!r} is not supported (it needs statistics of the whole output "
+            raise ConfigError(f"{source}: {what} step {name!r} is not supported (it needs statistics of the whole {what} "
                               f"or another tensor); im2im applies sigmoid, softmax, binarize, clip, scale_linear, ensure_dtype")
 
     def apply(output: torch.Tensor) -> torch.Tensor:

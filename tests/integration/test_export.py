@@ -206,3 +206,18 @@ def test_export_refuses_to_replace_a_package_and_names_bad_options(run: Path, pa
     assert "none.tif" in message
     assert not list(tmp_path.glob("*.zip")) and not list(tmp_path.glob(".*partial"))
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_export_names_a_normalization_the_spec_cannot_express(run: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    contents = torch.load(run, map_location="cpu", weights_only=True)
+    config = yaml.safe_load(contents["im2im"]["config"])
+    config["data"]["normalize"] = [{"class_path": "im2im_core.data.normalization.CenterNormalized",
+                                    "init_args": {"keys": ["IM"], "spatial_dims": 2}}]
+    contents["im2im"]["config"] = yaml.safe_dump(config)
+    changed = tmp_path / "center.ckpt"
+    torch.save(contents, changed)
+    message = _error(["export", "--ckpt_path", str(changed), "--output", str(tmp_path / "m.zip")], capsys)
+    assert "CenterNormalized" in message and "PercentileNormalized" in message
+    assert not (tmp_path / "m.zip").exists()
+

@@ -143,6 +143,12 @@ class EmbedSeg(Im2ImFramework):
         """The decoded output as it is: the final step, clustering, is :meth:`whole_image_postprocess`."""
         return output
 
+    @classmethod
+    def citations(cls) -> list[dict[str, str]]:
+        """EmbedSeg (Lalit et al. 2021)."""
+        return [{"text": "Lalit, Tomancak, Jug. Embedding-based Instance Segmentation in Microscopy. MIDL 2021",
+                 "url": "https://proceedings.mlr.press/v143/lalit21a.html"}]
+
     def segment(self, image: torch.Tensor | np.ndarray, inference: Any = None, dims: str | None = None,
                 progress: Any = None) -> np.ndarray:
         """Instance labels of one whole image ``([T], C, [Z], Y, X)``, predicted window by window.

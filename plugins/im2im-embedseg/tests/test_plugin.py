@@ -13,7 +13,7 @@ import torch
 import im2im_embedseg
 from im2im_cli.main import main
 from im2im_cli.testing import printed_config
-from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers, read_preset
+from im2im_core.testing import assert_exports_and_round_trips, assert_gone_when_plugins_disabled, assert_registers, read_preset
 from im2im_embedseg import plugin
 
 PRESETS = ("instanceseg_2d", "instanceseg_3d")
@@ -89,3 +89,12 @@ def test_instanceseg_3d_trains(registry, data_3d: Path, tmp_path: Path, monkeypa
     """NEUBIAS z-stacks (16x64x64) with labels from their confocal twins: 2 steps and a validation."""
     monkeypatch.chdir(tmp_path)
     fit_two_steps("instanceseg_3d", data_3d, "[8,32,32]", capsys)
+
+
+def test_instanceseg_2d_exports_and_predicts_the_same_labels_from_the_package(registry, data_2d: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The package holds the decoded network; im2im clusters its outputs as it does the checkpoint's."""
+    monkeypatch.chdir(tmp_path)
+    checkpoint = fit_two_steps("instanceseg_2d", data_2d, "[64,64]", capsys)
+    assert_exports_and_round_trips(checkpoint, data_2d / "IM", tmp_path)

@@ -19,6 +19,7 @@ from torch import nn
 
 from im2im_core import keys
 from im2im_core.frameworks.base import Im2ImFramework, OptimizerGroup
+from im2im_core.inference.postprocess import Postprocess
 from im2im_n2v.masking import BlindSpotMasking, Replacement, StructShape, mask_batch, masked_loss
 
 ChannelMode = Literal["joint", "independent"]
@@ -114,6 +115,16 @@ class N2V(Im2ImFramework):
     def output_in_input_units(self) -> bool:
         """True: outputs are denoised inputs, mapped back to the input's intensities."""
         return True
+
+    def pixel_postprocess(self, out_channels: int) -> Postprocess:
+        """The denoised image is the final output."""
+        return Postprocess()
+
+    @classmethod
+    def citations(cls) -> list[dict[str, str]]:
+        """Noise2Void (Krull et al. 2019); N2V2 and structN2V build on it."""
+        return [{"text": "Krull, Buchholz, Jug. Noise2Void - Learning Denoising from Single Noisy Images. CVPR 2019",
+                 "doi": "10.1109/CVPR.2019.00223"}]
 
     # ----------------------------------------------------------------- training
     def blind_spot_loss(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

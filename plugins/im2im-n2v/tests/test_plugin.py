@@ -16,7 +16,7 @@ from im2im_n2v.unet import N2VUNet
 from im2im_cli.main import main
 from im2im_cli.testing import printed_config
 from im2im_core.inference.checkpoint import training_statistics
-from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers, read_preset
+from im2im_core.testing import assert_exports_and_round_trips, assert_gone_when_plugins_disabled, assert_registers, read_preset
 
 PRESETS = ("denoise_n2v_2d", "denoise_n2v_3d", "denoise_n2v2_2d", "denoise_structn2v_2d")
 NAMES = {"frameworks": ["N2V"], "backbones": ["n2v_unet"], "presets": PRESETS}
@@ -148,3 +148,12 @@ def test_two_channels_train_jointly_or_each_on_its_own(registry, mode: str, two_
     run = train_two_steps("denoise_n2v_2d", two_channels, "[32,32]", capsys, *extra)
     outputs = predict_folder(run, two_channels, capsys)
     assert tifffile.imread(outputs[0]).shape == (2, 96, 96)
+
+
+def test_denoise_n2v2_2d_exports_and_restores_the_input_units_from_the_package(registry, frames: Path, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Training-set z-score in, its inverse out (scale_linear): the same denoised frames from the package."""
+    monkeypatch.chdir(tmp_path)
+    run = train_two_steps("denoise_n2v2_2d", frames, "[32,32]", capsys)
+    assert_exports_and_round_trips(run / "checkpoints" / "last.ckpt", frames, tmp_path)

@@ -17,6 +17,7 @@ from im2im_core import keys
 from im2im_core.errors import ConfigError
 from im2im_core.frameworks import AdversarialFramework, gan_adam
 from im2im_core.frameworks.image_pool import ImagePool
+from im2im_core.inference.postprocess import Postprocess
 from im2im_core.losses import FeatureMatchingLoss
 from im2im_core.networks.patchgan import PatchGAN, network_channels
 
@@ -100,6 +101,16 @@ class Pix2Pix(AdversarialFramework):
     def window_network(self) -> nn.Module:
         """The generator."""
         return self.generator
+
+    def pixel_postprocess(self, out_channels: int) -> Postprocess:
+        """The generator's output is the final image."""
+        return Postprocess()
+
+    @classmethod
+    def citations(cls) -> list[dict[str, str]]:
+        """Pix2Pix (Isola et al. 2017)."""
+        return [{"text": "Isola, Zhu, Zhou, Efros. Image-to-Image Translation with Conditional Adversarial Networks. "
+                         "CVPR 2017", "doi": "10.1109/CVPR.2017.632"}]
 
     # ----------------------------------------------------------------- generator start
     def setup(self, stage: str) -> None:

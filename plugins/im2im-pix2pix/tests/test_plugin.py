@@ -13,7 +13,7 @@ import yaml
 import im2im_pix2pix
 from im2im_cli.main import main
 from im2im_cli.testing import printed_config
-from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers, read_preset
+from im2im_core.testing import assert_exports_and_round_trips, assert_gone_when_plugins_disabled, assert_registers, read_preset
 from im2im_pix2pix import plugin
 from im2im_pix2pix.pix2pix import Pix2Pix
 
@@ -118,3 +118,12 @@ def test_staintransfer_2d_pix2pix_trains(registry, rgb_pairs: Path, tmp_path: Pa
                                          capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     train_two_steps("staintransfer_2d_pix2pix", rgb_pairs, "[64,64]", capsys)
+
+
+def test_synthetic_2d_from_mask_exports_its_generator(registry, masks_to_images: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Binarized masks in (a binarize step), the generator's images out, the same from the package."""
+    monkeypatch.chdir(tmp_path)
+    run = train_two_steps("synthetic_2d_from_mask", masks_to_images, "[64,64]", capsys)
+    assert_exports_and_round_trips(run / "checkpoints" / "last.ckpt", masks_to_images / "IM", tmp_path)

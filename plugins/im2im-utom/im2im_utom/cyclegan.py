@@ -20,6 +20,7 @@ from im2im_core.errors import ConfigError
 from im2im_core.frameworks import AdversarialFramework, gan_adam
 from im2im_core.frameworks.base import LRInterval
 from im2im_core.frameworks.image_pool import ImagePool
+from im2im_core.inference.postprocess import Postprocess
 from im2im_core.metrics import dice, pearson
 from im2im_core.networks import PatchGAN, ResNetGenerator
 from im2im_core.networks.patchgan import network_channels
@@ -185,6 +186,16 @@ class CycleGAN(AdversarialFramework):
         if self.output_threshold is None:
             return output.float()
         return (output > self.output_threshold).to(torch.uint8)
+
+    def pixel_postprocess(self, out_channels: int) -> Postprocess:
+        """What :meth:`postprocess` does, as a description export can write."""
+        return Postprocess(threshold=self.output_threshold) if self.output_threshold is not None else Postprocess()
+
+    @classmethod
+    def citations(cls) -> list[dict[str, str]]:
+        """CycleGAN (Zhu et al. 2017)."""
+        return [{"text": "Zhu, Park, Isola, Efros. Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial "
+                         "Networks. ICCV 2017", "doi": "10.1109/ICCV.2017.244"}]
 
     # ----------------------------------------------------------------- training
     def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor, fake_a: torch.Tensor,

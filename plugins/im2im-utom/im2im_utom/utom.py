@@ -88,6 +88,12 @@ class UTOM(CycleGAN):
         self.auto_threshold_samples = auto_threshold_samples
         self._length: tuple[int, int] | None = None
 
+    @classmethod
+    def citations(cls) -> list[dict[str, str]]:
+        """UTOM (Li et al. 2021), and CycleGAN it builds on."""
+        return [{"text": "Li et al. Unsupervised content-preserving transformation for optical microscopy. Light: Science "
+                         "& Applications 2021", "doi": "10.1038/s41377-021-00484-y"}, *CycleGAN.citations()]
+
     # ----------------------------------------------------------------- the weight rho
     def progress(self) -> float:
         """Fraction of the run done, 0 to 1, by batches or epochs (``rho_progress``)."""

@@ -12,7 +12,7 @@ import yaml
 
 import im2im_utom
 from im2im_cli.main import main
-from im2im_core.testing import assert_gone_when_plugins_disabled, assert_registers, read_preset
+from im2im_core.testing import assert_exports_and_round_trips, assert_gone_when_plugins_disabled, assert_registers, read_preset
 from im2im_utom import plugin
 from im2im_utom.cyclegan import CycleGAN
 from im2im_utom.utom import UTOM
@@ -145,3 +145,12 @@ def test_unpaired_stain_2d_trains(registry, he_and_ihc: Path, tmp_path: Path, mo
     assert state["generator_ab.model.0.1.conv.weight"].shape[1] == 3  # RGB in
     if variant == "utom":  # brightfield: dark tissue on a bright slide, thresholds by Otsu in [-1, 1]
         assert all(-1 < float(state[f"threshold_{d}"]) < 1 for d in "ab")
+
+
+def test_unpaired_seg_2d_cyclegan_exports_the_generator_of_its_direction(registry, images_and_masks: Path,
+                                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Percentiles to [-1, 1] with clipping in, thresholded masks out, the same from the package."""
+    monkeypatch.chdir(tmp_path)
+    run = train_two_steps("unpaired_seg_2d_cyclegan", images_and_masks, "[64,64]", capsys)
+    assert_exports_and_round_trips(run / "checkpoints" / "last.ckpt", images_and_masks / "IM", tmp_path)
