@@ -221,3 +221,15 @@ def test_export_names_a_normalization_the_spec_cannot_express(run: Path, tmp_pat
     assert "CenterNormalized" in message and "PercentileNormalized" in message
     assert not (tmp_path / "m.zip").exists()
 
+
+
+def test_a_package_streams_to_ome_zarr_with_tta_and_keeps_a_time_axis(package: Path, tmp_path: Path) -> None:
+    out = tmp_path / "zarr"
+    assert main(["predict", "--model", str(package), "--data.predict_path", str(HOLDOUT), "--prediction.output_dir", str(out),
+                 "--prediction.output_format", "ome-zarr", "--prediction.inference.tta", "flips",
+                 "--trainer.enable_progress_bar", "false"]) == 0
+    assert len(list(out.glob("*.ome.zarr"))) == 4
+    image = BioImage(sorted((HOLDOUT / "IM").glob("*.tif"))[0]).get_image_data("YX")
+    series = np.stack([image, image[::-1]])[:, None]  # T, C, Y, X
+    labels = predict(package, series, dims="TCYX")
+    assert labels.shape == series.shape and np.array_equal(labels[1, 0], predict(package, image[::-1].copy()))
