@@ -41,9 +41,8 @@ from im2im_core.keys import IMAGE
 
 #: Largest side of the test tensors, per spatial dimensions of the network (a few seconds to test).
 TEST_SIDE = {2: 256, 3: 64}
+#: im2im has no paper or permanent address of its own yet; packages cite the toolbox it continues.
 IM2IM_CITATIONS = [
-    {"text": "im2im: train and apply image-to-image networks for microscopy (this package was written by im2im "
-             f"{__version__})", "url": "https://github.com/im2im/im2im"},
     {"text": "Sonneck et al. MMV_Im2Im: an open-source microscopy machine vision toolbox for image-to-image "
              "transformation. GigaScience 2024", "doi": "10.1093/gigascience/giad120"},
 ]
@@ -172,7 +171,7 @@ def _validation_metric(checkpoint: Path) -> str:
 
 def _readme(framework: Any, config_text: str, sample: str, metric: str, notes: list[str], failed: dict[str, str]) -> str:
     lines = [f"# {type(framework).__name__} model exported by im2im {__version__}", "",
-             "Made with [im2im](https://github.com/im2im/im2im). Predict with any bioimage.io consumer, or with "
+             "Made with im2im, the microscopy image-to-image toolbox. Predict with any bioimage.io consumer, or with "
              "`im2im predict --model PACKAGE --data.predict_path DIR`.", "",
              "## Validation", "", f"- {metric}", f"- test tensors: a crop of `{Path(sample).name}`", ""]
     if notes:

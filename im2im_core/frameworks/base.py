@@ -165,7 +165,7 @@ class Im2ImFramework(pl.LightningModule):
     def citations(cls) -> list[dict[str, str]]:
         """The papers of the method, ``{"text": ..., "doi": ...}`` (or ``"url"``), for exported packages.
 
-        Default: none; the package cites im2im and the original toolbox in any case.
+        Default: none; the package cites the original toolbox (MMV_Im2Im) in any case.
         """
         return []
 
