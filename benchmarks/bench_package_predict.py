@@ -103,12 +103,27 @@ def main_bench() -> None:
                   f"{results[weight_format]['b_s']:.2f} s, a/b median {results[weight_format]['a_over_b']:.2f} "
                   f"(rounds {', '.join(f'{r:.2f}' for r in ratios)}); mask pixels differing {differ} of {image.size} "
                   f"(foreground {results[weight_format]['foreground_b']})")
+        # where the time goes: one whole-image pass of the plain network and of im2im's inference copy
+        from im2im_core.inference.optimize import channels_last, optimized_copy
+
+        network = PackagedModel(str(package), "pytorch_state_dict").window_network().eval()
+        fast = optimized_copy(network, 2, torch.device("cpu"))
+        x = torch.rand(1, 1, args.size, args.size)
+        passes = {}
+        with torch.inference_mode():
+            for name, module, tensor in (("plain", network, x), ("inference copy", fast,
+                                                               x.contiguous(memory_format=channels_last(2)))):
+                module(tensor[..., :256, :256])
+                started = time.perf_counter()
+                module(tensor)
+                passes[name] = time.perf_counter() - started
+                print(f"whole pass, {name} network: {passes[name]:.2f} s")
         reference = predict(checkpoint, image, normalize="auto")
         same = {f: bool(np.array_equal(predict(PackagedModel(str(package), f), image, normalize="auto"), reference))
                 for f in FORMATS}
         print(f"package masks equal to the checkpoint's (im2im, same windows): {same}")
     print(json.dumps({"size": args.size, "rounds": args.rounds, "threads": args.threads, "formats": results,
-                      "package_equals_checkpoint": same}))
+                      "whole_pass_s": passes, "package_equals_checkpoint": same}))
 
 
 if __name__ == "__main__":

@@ -50,9 +50,11 @@ class Framework(Protocol):
     :class:`im2im_core.frameworks.Im2ImFramework` implements all of them with defaults, the
     shared training plumbing, the whole-image ``validation_step`` and the ``predict_step`` that
     ``im2im predict``'s writer relies on (it returns None: the writer predicts); subclass it and
-    override what differs. See docs/plugins.md, "Writing a framework". The optional classmethod
-    ``network_arguments`` (see the base class) lets ``im2im fit`` fill the networks' dimensions
-    and channels from the data.
+    override what differs. See docs/plugins.md, "Writing a framework". Optional members, looked
+    up only where present: the classmethod ``network_arguments`` (see the base class) lets
+    ``im2im fit`` fill the networks' dimensions and channels from the data;
+    ``pixel_postprocess(out_channels)`` describes :meth:`postprocess` for ``im2im export``, and
+    the classmethod ``citations()`` names the method's papers in exported packages.
 
     Attributes
     ----------

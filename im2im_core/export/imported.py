@@ -47,7 +47,10 @@ def _description_source(path: Path) -> Path:
 
 
 def load_description(package: str | Path) -> Any:
-    """The package's model description (format 0.4 or 0.5), its files checked; nothing is downloaded.
+    """The package's model description, converted to format 0.5, its files checked; nothing is downloaded.
+
+    bioimage.io's validation looks up every URL a description names (citations, links): those
+    are declared known here, so that it does not; a weights file given by URL is refused.
 
     Raises
     ------
@@ -62,15 +65,40 @@ def load_description(package: str | Path) -> Any:
         from bioimageio.spec import ValidationContext, load_model_description
     except ImportError:
         raise ConfigError("bioimage.io packages need bioimageio.spec: pip install 'im2im[export]'") from None
+    source = _description_source(path)
     try:
-        with ValidationContext(perform_io_checks=True):
-            description = load_model_description(_description_source(path))
+        with ValidationContext(perform_io_checks=True, known_files={url: None for url in _urls(source)}):
+            description = load_model_description(source, format_version="latest")
     except ValueError as exc:  # bioimageio.spec's report: a header, then one line per problem and alternative
-        raise DataError(f"model package {path} is not a valid bioimage.io model: {_first_problem(str(exc))}") from None
+        raise DataError(f"model package {path} is not a valid bioimage.io model: {first_problem(str(exc))}") from None
+    except Exception as exc:  # a description that is not YAML, a zip that is not one
+        raise DataError(f"model package {path} cannot be read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                        ) from None
+    for name, weights in description.weights:
+        if weights is not None and str(weights.source).startswith(("http://", "https://")):
+            raise DataError(f"model package {path}: its {name} weights are at {weights.source}; im2im reads local "
+                            f"packages only (nothing is downloaded): download the weights into the package")
     return description
 
 
-def _first_problem(report: str) -> str:
+def _urls(source: Path) -> set[str]:
+    """The http(s) addresses a description names (read as text: from the zip for a package)."""
+    import re
+    import zipfile
+
+    try:
+        if source.suffix == ".zip":
+            with zipfile.ZipFile(source) as archive:
+                name = next((n for n in archive.namelist() if n.endswith(DESCRIPTION_NAMES)), None)
+                text = archive.read(name).decode(errors="replace") if name else ""
+        else:
+            text = source.read_text(errors="replace")
+    except (OSError, zipfile.BadZipFile):
+        return set()
+    return {url.rstrip("'\",)") for url in re.findall(r"https?://[^\s'\"]+", text)}
+
+
+def first_problem(report: str) -> str:
     """The most telling line of bioimageio.spec's validation report: a missing file, else the first problem."""
     lines = [line.replace("Value error, ", "").strip(" -:") for line in report.splitlines()[1:]]
     lines = [line for line in lines if line]
@@ -104,18 +132,21 @@ class _Reordered(nn.Module):
     """The package's network on im2im's ``(B, C, *spatial)`` windows, whatever its own axis order."""
 
     def __init__(self, network: nn.Module, to_package: list[int], from_package: list[int],
-                 batch: bool, channel: bool, out_channel: bool) -> None:
+                 batch: bool, channel: bool, out_channel: bool, single: bool) -> None:
         super().__init__()
         self.network, self.to_package, self.from_package = network, to_package, from_package
-        self.batch, self.channel, self.out_channel = batch, channel, out_channel
+        self.batch, self.channel, self.out_channel, self.single = batch, channel, out_channel, single
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Windows ``(B, C, *spatial)`` to outputs ``(B, C_out, *spatial)``."""
+        """Windows ``(B, C, *spatial)`` to outputs ``(B, C_out, *spatial)``, one at a time where the package's
+        batch axis is missing or fixed at 1.
+        """
         if not self.channel:
             x = x[:, 0]
-        if not self.batch:
-            return torch.stack([self._run(window) for window in x])
-        return self._run(x)
+        if self.batch and not self.single:
+            return self._run(x)
+        outputs = [self._run(window[None] if self.batch else window) for window in x]
+        return torch.cat(outputs) if self.batch else torch.stack(outputs)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         out = self.network(x.permute(self.to_package)).permute(self.from_package)
@@ -159,11 +190,13 @@ class PackagedModel(Im2ImFramework):
         if len(output_axes) != len(set(output_axes)) or space_out != set(self.input_axes) - {"channel"}:
             raise ConfigError(f"model package {path}: output axes {output_axes} do not match input axes {self.input_axes}; "
                               f"im2im runs networks whose output has the input's space axes")
+        _check_output_axes(tensor_out, tensor_in, path)
         roi = roi_size if roi_size is not None else _window(tensor_in, path)
         super().__init__(spatial_dims=len(space), roi_size=roi, overlap=overlap, sw_batch_size=sw_batch_size)
         self.package, self.letters = str(path), "".join(kind.upper() for kind in space)
-        self.weight_format = _weight_format(description, weight_format, path)
-        network = _reordering(_load_network(description, self.weight_format, path), self.input_axes, output_axes)
+        self.weight_format, loaded = _first_loading(description, _weight_formats(description, weight_format, path), path)
+        single = any(str(a.type) == "batch" and getattr(a, "size", None) == 1 for a in tensor_in.axes)
+        network = _reordering(loaded, self.input_axes, output_axes, single)
         self.output = output_function([_step(s) for s in tensor_out.postprocessing], f"model package {path}")
         self.input_steps = [_step(s) for s in tensor_in.preprocessing]
         pointwise = self.normalization()[2]
@@ -220,6 +253,24 @@ def _im2im_framework(description: Any, package: Path) -> Any:
         return None
 
 
+def _check_output_axes(tensor: Any, inputs: Any, package: Path) -> None:
+    """Refuse output axes im2im's windows cannot stitch: a halo, or a size that is not the input's."""
+    scales = {str(axis.id): float(getattr(axis, "scale", 1.0) or 1.0) for axis in inputs.axes if str(axis.type) == "space"}
+    for axis in tensor.axes:
+        if str(axis.type) != "space":
+            continue
+        halo, size = getattr(axis, "halo", 0) or 0, axis.size
+        if not hasattr(size, "tensor_id"):
+            raise ConfigError(f"model package {package}: output axis {axis.id!r} has a fixed size {size}; im2im runs "
+                              f"networks whose output has the input's size (a size referring to the input axis)")
+        offset = getattr(size, "offset", 0) or 0
+        rescaled = float(getattr(axis, "scale", 1.0) or 1.0) != scales.get(str(size.axis_id), 1.0)
+        if halo or offset or rescaled:
+            raise ConfigError(f"model package {package}: output axis {axis.id!r} has a halo ({halo}), a size offset "
+                              f"({offset}) or another scale than its input axis; im2im runs networks whose output has "
+                              f"the input's size and pixel grid")
+
+
 def _axis_kind(axis: Any, package: Path) -> str:
     kind = str(axis.type)
     if kind in ("batch", "channel"):
@@ -251,36 +302,36 @@ def _window(tensor: Any, package: Path) -> list[int] | None:
         else:
             raise ConfigError(f"model package {package}: input axis {axis.id!r} has its size from another tensor; "
                               f"expected a fixed size or min and step")
-    if all(step and MAX_AUTO_ALIGN % step == 0 and low <= 64 for low, step in sizes):
+    # automatic windows have sides that are multiples of MAX_AUTO_ALIGN: valid when every such side is
+    if all(step and MAX_AUTO_ALIGN % step == 0 and low % step == 0 and low <= MAX_AUTO_ALIGN for low, step in sizes):
         return None
     target = TARGET_WINDOW[len(sizes)]
     return [low if not step else low + max(0, -(-(target - low) // step)) * step for low, step in sizes]
 
 
-def _weight_format(description: Any, chosen: str | None, package: Path) -> str:
+def _weight_formats(description: Any, chosen: str | None, package: Path) -> list[str]:
+    """The formats to try, in order: ``chosen`` alone, else pytorch_state_dict, torchscript, onnx as the package has them."""
     available = [name for name in WEIGHT_FORMATS if getattr(description.weights, name, None) is not None]
     others = [name for name, value in description.weights if value is not None and name not in WEIGHT_FORMATS]
     if chosen is not None:
         if chosen not in available:
             raise ConfigError(f"model package {package} has no {chosen} weights; it has {', '.join(available + others)}")
-        return chosen
+        return [chosen]
     if not available:
         raise ConfigError(f"model package {package} has weights in {', '.join(others)} only; im2im runs "
                           f"{', '.join(WEIGHT_FORMATS)}")
-    if available[0] == "pytorch_state_dict" and len(available) > 1 and not _architecture_imports(description):
-        return available[1]
-    return available[0]
+    return available
 
 
-def _architecture_imports(description: Any) -> bool:
-    import importlib
-
-    architecture = description.weights.pytorch_state_dict.architecture
-    module = getattr(architecture, "import_from", None)
-    try:
-        return module is not None and importlib.util.find_spec(str(module).split(".")[0]) is not None
-    except (ImportError, ValueError):
-        return False
+def _first_loading(description: Any, formats: list[str], package: Path) -> tuple[str, nn.Module]:
+    """The first of ``formats`` that loads (a state dict whose architecture does not import falls back to the next)."""
+    failures = []
+    for weight_format in formats:
+        try:
+            return weight_format, _load_network(description, weight_format, package)
+        except DataError as exc:
+            failures.append(str(exc))
+    raise DataError("; ".join(failures))
 
 
 def _load_network(description: Any, weight_format: str, package: Path) -> nn.Module:
@@ -300,16 +351,19 @@ def _load_network(description: Any, weight_format: str, package: Path) -> nn.Mod
                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
-def _reordering(network: nn.Module, input_axes: list[str], output_axes: list[str]) -> nn.Module:
-    """``network`` wrapped to take ``(B, C, *spatial)``; the network itself when its axes are already so."""
+def _reordering(network: nn.Module, input_axes: list[str], output_axes: list[str], single: bool) -> nn.Module:
+    """``network`` wrapped to take ``(B, C, *spatial)``; the network itself when its axes are already so.
+
+    ``single``: the package's batch axis is fixed at 1, so windows go through one at a time.
+    """
     im2im_order = ["batch", "channel", *[kind for kind in input_axes if kind not in ("batch", "channel")]]
-    if input_axes == im2im_order and output_axes == im2im_order:
+    if input_axes == im2im_order and output_axes == im2im_order and not single:
         return network
     present_in = [kind for kind in im2im_order if kind in input_axes]
     to_package = [present_in.index(kind) for kind in input_axes]
     from_package = [output_axes.index(kind) for kind in im2im_order if kind in output_axes]
     return _Reordered(network, to_package, from_package, "batch" in input_axes, "channel" in input_axes,
-                      "channel" in output_axes)
+                      "channel" in output_axes, single)
 
 
 def _step(step: Any) -> dict[str, Any]:

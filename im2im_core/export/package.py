@@ -76,6 +76,24 @@ class ExportOptions:
     tags: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Exported:
+    """What export knows of a run once it is read: the model, its normalization and the sample."""
+
+    framework: Any
+    checkpoint: Path
+    config_text: str
+    global_step: int | None
+    network: Any
+    image: np.ndarray
+    sample: str
+    pixel_sizes: dict[str, float | None]
+    letters: str
+    normalization: Compose
+    steps: list[dict[str, Any]]
+    restore: MeanStd | None
+
+
 def _sample_image(datamodule: Any, sample: str | None) -> tuple[np.ndarray, str, dict[str, float | None], str]:
     """The test image, channel-first ``(C, *spatial)`` float32, its source path, pixel sizes and dims."""
     if sample is None:
@@ -154,19 +172,26 @@ def _cover(image: np.ndarray, output: np.ndarray, path: Path) -> None:
     imsave(path, (np.concatenate([left, gap, right], axis=1) * 255).astype(np.uint8), check_contrast=False)
 
 
-def _validation_metric(checkpoint: Path) -> str:
-    """The last validation metrics of the run (its CSV log beside the checkpoints), as a sentence."""
+def _validation_metric(checkpoint: Path, step: int | None) -> str:
+    """The run's validation metrics at the checkpoint's step (its CSV log), as a sentence.
+
+    Looked up only in the run folder ``im2im fit`` writes (``<run>/checkpoints/<name>.ckpt``,
+    logs under ``<run>``); a checkpoint elsewhere has no log to read.
+    """
     import csv
 
-    logs = sorted(checkpoint.resolve().parent.parent.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
+    if checkpoint.resolve().parent.name != "checkpoints":
+        return "no validation metric: the checkpoint is not in the checkpoints folder of an im2im run"
+    logs = sorted(checkpoint.resolve().parent.parent.glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime)
     for log in reversed(logs):
         with log.open() as handle:
             rows = [row for row in csv.DictReader(handle) if any(k.startswith("val_") and v for k, v in row.items())]
-        if rows:
-            last = rows[-1]
+        at_step = [row for row in rows if step is not None and row.get("step", "").isdigit() and int(row["step"]) <= step]
+        if at_step:
+            last = at_step[-1]
             values = ", ".join(f"{k} {float(v):.4g}" for k, v in last.items() if k.startswith("val_") and v)
             return f"{values} (step {last.get('step', '?')}, on the run's validation images; from {log.name})"
-    return "no validation metric was logged by this run"
+    return "no validation metric was logged by this run up to the checkpoint's step"
 
 
 def _readme(framework: Any, config_text: str, sample: str, metric: str, notes: list[str], failed: dict[str, str]) -> str:
@@ -245,15 +270,16 @@ def export_package(checkpoint: str | Path, output: str | Path, options: ExportOp
     letters = spatial_of(dims)
     source = f"checkpoint {checkpoint}"
     steps = preprocessing_steps(transforms, ["channel", *(letter.lower() for letter in letters)], source)
-    normalization = Compose(transforms)
     network = framework.window_network().eval()
     if len(letters) != framework.spatial_dims:
         raise DataError(f"sample {sample} has spatial axes {letters!r} but the network is {framework.spatial_dims}D")
-    measured = measure_valid_sizes(network, image.shape[0], framework.spatial_dims)
-    example = _valid_crop(image, [AxisSizes(max(a.min, 64), 64) for a in measured], sample)[None]
+    run = _Exported(framework, checkpoint, config_text, contents.get("global_step"), network, image, sample, pixel_sizes,
+                    letters, Compose(transforms), steps, restore)
+    measured = measure_valid_sizes(network, image.shape[0], framework.spatial_dims, f"sample {sample}")
+    example = _valid_crop(image, _trace_sizes(measured, image.shape[1:]), sample)[None]
     with tempfile.TemporaryDirectory(prefix="im2im_export_") as staging_name:
         staging = Path(staging_name)
-        written, failed = write_weights(network, torch.from_numpy(_preprocessed(example[0], normalization)[None]),
+        written, failed = write_weights(network, torch.from_numpy(_preprocessed(example[0], run.normalization)[None]),
                                         staging, options.weights)
         sizes, refused = _sizes_every_format_takes(network, written, measured, image.shape[0])
         failed.update(refused)
@@ -261,9 +287,16 @@ def export_package(checkpoint: str | Path, output: str | Path, options: ExportOp
             written.pop(weight_format).unlink()
         if not written:
             raise ConfigError(f"no weight format could be written: {'; '.join(f'{k}: {v}' for k, v in failed.items())}")
-        _write_package(framework, options, checkpoint, config_text, staging, image, sample, pixel_sizes, letters,
-                       sizes, normalization, steps, restore, written, failed, overwrite, output, network)
+        _write_package(run, options, staging, sizes, written, failed, overwrite, output)
     return output
+
+
+def _trace_sizes(measured: list[AxisSizes], lengths: tuple[int, ...]) -> list[AxisSizes]:
+    """Sizes of the example the traced formats are made from: multiples of 64 where the axis and the network
+    allow (a network that pads inputs itself then traces without its padding branch), else the measured ones.
+    """
+    return [AxisSizes(64, 64) if length >= 64 and 64 >= a.min and (64 - a.min) % a.step == 0 else a
+            for a, length in zip(measured, lengths)]
 
 
 def _sizes_every_format_takes(network: Any, written: dict[str, Path], measured: list[AxisSizes],
@@ -288,29 +321,25 @@ def _sizes_every_format_takes(network: Any, written: dict[str, Path], measured: 
     return measured, {name: f"traced, it {why} (the network's own code takes them)" for name, why in reasons.items()}
 
 
-def _write_package(framework: Any, options: ExportOptions, checkpoint: Path, config_text: str, staging: Path,
-                   image: np.ndarray, sample: str, pixel_sizes: dict[str, float | None], letters: str,
-                   sizes: list[AxisSizes], normalization: Compose, steps: list[dict[str, Any]], restore: MeanStd | None,
-                   written: dict[str, Path], failed: dict[str, str], overwrite: bool, output: Path, network: Any) -> None:
+def _write_package(run: _Exported, options: ExportOptions, staging: Path, sizes: list[AxisSizes], written: dict[str, Path],
+                   failed: dict[str, str], overwrite: bool, output: Path) -> None:
     """Test tensors, cover, README and ``rdf.yaml`` beside the weights in ``staging``, then the zip."""
-    raw_input = _valid_crop(image, sizes, sample)[None]
+    raw_input = _valid_crop(run.image, sizes, run.sample)[None]
     with torch.inference_mode():
-        raw = network(torch.from_numpy(_preprocessed(raw_input[0], normalization)[None])).float()
-        if restore is not None:
-            mean, std = restore.shaped(raw.ndim - 1, raw[0])
+        raw = run.network(torch.from_numpy(_preprocessed(raw_input[0], run.normalization)[None])).float()
+        if run.restore is not None:
+            mean, std = run.restore.shaped(raw.ndim - 1, raw[0])
             raw = raw * std[None] + mean[None]
-    pixelwise, notes = _pixel_steps(framework, raw.shape[1])
+    pixelwise, notes = _pixel_steps(run.framework, raw.shape[1])
     final = raw if pixelwise is None else pixelwise.pointwise(raw[0])[None]
     final_array = final.cpu().numpy()
     binary = pixelwise is not None and pixelwise.threshold is not None
     np.save(staging / "test_input.npy", raw_input)
     np.save(staging / "test_output.npy", final_array.astype(np.uint8 if binary else np.float32))
     _cover(raw_input, final_array, staging / "cover.png")
-    (staging / "README.md").write_text(_readme(framework, config_text, sample, _validation_metric(checkpoint), notes,
-                                               failed))
-    model_section = yaml.safe_load(config_text)["model"]
-    rdf = _description(framework, options, checkpoint, letters, sizes, pixel_sizes, steps, raw_input,
-                       final_array, pixelwise, restore, written, model_section, binary)
+    (staging / "README.md").write_text(_readme(run.framework, run.config_text, run.sample,
+                                               _validation_metric(run.checkpoint, run.global_step), notes, failed))
+    rdf = _description(run, options, sizes, raw_input, final_array, pixelwise, written, binary)
     (staging / "package").mkdir()
     for path in staging.iterdir():
         if path.is_file():
@@ -319,11 +348,11 @@ def _write_package(framework: Any, options: ExportOptions, checkpoint: Path, con
     _save_package(staging / "package" / "rdf.yaml", output, overwrite)
 
 
-def _description(framework: Any, options: ExportOptions, checkpoint: Path, letters: str, sizes: list[AxisSizes],
-                 pixel_sizes: dict[str, float | None], steps: list[dict[str, Any]], raw_input: np.ndarray,
-                 final: np.ndarray, pixelwise: Postprocess | None, restore: MeanStd | None, written: dict[str, Path],
-                 model_section: dict[str, Any], binary: bool) -> dict[str, Any]:
+def _description(run: _Exported, options: ExportOptions, sizes: list[AxisSizes], raw_input: np.ndarray,
+                 final: np.ndarray, pixelwise: Postprocess | None, written: dict[str, Path], binary: bool) -> dict[str, Any]:
     """The ``rdf.yaml`` of the package, as a plain mapping (format 0.5)."""
+    framework, checkpoint, letters, pixel_sizes = run.framework, run.checkpoint, run.letters, run.pixel_sizes
+    model_section = _offline(yaml.safe_load(run.config_text)["model"])
     in_names = [f"channel{i}" for i in range(raw_input.shape[1])]
     out_names = [f"channel{i}" for i in range(final.shape[1])]
     output_data: dict[str, Any] = {"type": "uint8", "values": [0, 1]} if binary else {"type": "float32"}
@@ -339,39 +368,68 @@ def _description(framework: Any, options: ExportOptions, checkpoint: Path, lette
         else:
             import onnx
 
-            from im2im_core.export.weights import ONNX_OPSET
-            entry.update(opset_version=int(onnx.load(str(path), load_external_data=False).opset_import[0].version
-                                           or ONNX_OPSET))
+            opsets = onnx.load(str(path), load_external_data=False).opset_import
+            entry.update(opset_version=int(next(o.version for o in opsets if o.domain in ("", "ai.onnx"))))
         weights[weight_format] = entry
     run_name = checkpoint.resolve().parent.parent.name
     name = options.name or f"im2im {type(framework).__name__} {run_name}"
-    cite = [*type(framework).citations(), *IM2IM_CITATIONS]
+    cited = getattr(type(framework), "citations", None)  # optional member of the contract (docs/plugins.md)
+    cite = [*(cited() if callable(cited) else []), *IM2IM_CITATIONS]
     return {
         "format_version": "0.5.4", "type": "model", "name": name[:128],
         "description": options.description or f"{type(framework).__name__} model trained with im2im ({run_name})",
-        "authors": [{"name": author} for author in (options.authors or [getpass.getuser()])],
+        "authors": [{"name": author} for author in (options.authors or [_login_name()])],
         "cite": cite, "license": options.license, "tags": ["im2im", *options.tags],
         "documentation": "README.md", "covers": ["cover.png"], "version": "0.1.0",
         "inputs": [{"id": "input", "axes": _axes(letters, in_names, sizes, None, pixel_sizes),
                     "test_tensor": {"source": "test_input.npy"}, "data": {"type": "float32"},
-                    "preprocessing": steps}],
+                    "preprocessing": run.steps}],
         "outputs": [{"id": "output", "axes": _axes(letters, out_names, None, "input", pixel_sizes),
                      "test_tensor": {"source": "test_output.npy"}, "data": output_data,
-                     "postprocessing": postprocessing_steps(pixelwise, restore)}],
+                     "postprocessing": postprocessing_steps(pixelwise, run.restore)}],
         "weights": weights,
     }
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in this environment (some containers)
+        return "unknown (give --authors)"
+
+
+def _offline(node: Any) -> Any:
+    """The model config with pretrained-weight options off, so that loading the architecture downloads nothing
+    (the package's weights replace them anyway).
+    """
+    if isinstance(node, list):
+        return [_offline(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    fixed = {key: _offline(value) for key, value in node.items()}
+    for key in ("encoder_weights", "weights"):
+        if isinstance(fixed.get(key), str):
+            fixed[key] = None
+    if fixed.get("pretrained") is True:
+        fixed["pretrained"] = False
+    return fixed
 
 
 def _save_package(rdf: Path, output: Path, overwrite: bool) -> None:
     """Validate the description (offline: no file is fetched) and zip it atomically to ``output``."""
     from bioimageio.spec import ValidationContext, load_model_description, save_bioimageio_package
 
-    with ValidationContext(perform_io_checks=True):
-        description = load_model_description(rdf, format_version="0.5.4")
-    if not hasattr(description, "weights"):  # an InvalidDescr: the summary says what is wrong
-        errors = "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in description.validation_summary.details[0].errors)
-        raise ConfigError(f"the package description does not validate: {errors}")
-    zipped = save_bioimageio_package(description, output_path=rdf.parent.parent / f"{rdf.parent.name}.zip")
+    from im2im_core.export.imported import first_problem
+
+    try:
+        with ValidationContext(perform_io_checks=True):
+            description = load_model_description(rdf, format_version="0.5.4")
+    except ValueError as exc:  # a name, license or author that bioimage.io refuses
+        raise ConfigError(f"the package does not validate: {first_problem(str(exc))}") from None
+    try:
+        zipped = save_bioimageio_package(description, output_path=rdf.parent.parent / f"{rdf.parent.name}.zip")
+    except OSError as exc:  # the staging folder's file system: full or not writable
+        raise DataError(f"cannot write {output}: {exc.strerror or exc} (nothing was left there)") from None
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(output, overwrite) as partial:
         shutil.move(zipped, partial)

@@ -47,9 +47,9 @@ def preprocessing_steps(transforms: Sequence[Any], axes: Sequence[str], source: 
     ConfigError
         Naming ``source`` and the first transform that has no exact equivalent.
     """
-    from monai.transforms import ScaleIntensityRanged
+    from monai.transforms import NormalizeIntensityd, ScaleIntensityRanged
 
-    from im2im_core.data.normalization import PercentileNormalized, TrainingSetNormalized
+    from im2im_core.data.normalization import CenterNormalized, PercentileNormalized, TrainingSetNormalized
     from im2im_core.data.transforms import Binarized
 
     steps: list[dict[str, Any]] = [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]
@@ -68,6 +68,12 @@ def preprocessing_steps(transforms: Sequence[Any], axes: Sequence[str], source: 
                 raise ConfigError(f"{source}: TrainingSetNormalized has no statistics for IM (the checkpoint holds none)")
             kwargs = {"mean": _value(stats.mean), "std": _value(stats.std), **_per_channel(stats.mean)}
             steps.append({"id": "fixed_zero_mean_unit_variance", "kwargs": kwargs})
+        elif type(transform) is NormalizeIntensityd and _plain_zscore(transform):
+            steps.append({"id": "zero_mean_unit_variance",
+                          "kwargs": {"axes": list(axes[1:]) if transform.normalizer.channel_wise else list(axes),
+                                     "eps": 1e-6}})
+        elif type(transform) is CenterNormalized and transform.spatial_dims == 2:  # 2D: all pixels, a plain z-score
+            steps.append({"id": "zero_mean_unit_variance", "kwargs": {"axes": list(axes), "eps": 1e-6}})
         elif type(transform) is Binarized:
             steps.append({"id": "binarize", "kwargs": {"threshold": 0.0}})
         elif type(transform) is ScaleIntensityRanged:
@@ -81,8 +87,17 @@ def preprocessing_steps(transforms: Sequence[Any], axes: Sequence[str], source: 
                 steps.append({"id": "clip", "kwargs": {"min": float(scaler.b_min), "max": float(scaler.b_max)}})
         else:
             raise ConfigError(f"{source}: data.normalize step {name} has no bioimage.io equivalent; export supports "
-                              f"PercentileNormalized, TrainingSetNormalized, Binarized and ScaleIntensityRanged")
+                              f"PercentileNormalized, TrainingSetNormalized, NormalizeIntensityd, CenterNormalized (2D), "
+                              f"Binarized and ScaleIntensityRanged")
     return [*steps, {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]  # binarize gives booleans
+
+
+def _plain_zscore(transform: Any) -> bool:
+    """Whether a MONAI ``NormalizeIntensityd`` is a plain z-score of each image (or channel): no fixed
+    subtrahend or divisor, all pixels counted.
+    """
+    normalizer = transform.normalizer
+    return normalizer.subtrahend is None and normalizer.divisor is None and not normalizer.nonzero
 
 
 def _affine_to(low: float, high: float, clip: bool) -> list[dict[str, Any]]:
@@ -175,15 +190,27 @@ def normalize_config(steps: Sequence[dict[str, Any]], source: str,
                            "init_args": {"keys": ["IM"], "lower": low, "upper": high}})
             normalization = (low, high)
         elif name == "fixed_zero_mean_unit_variance":
+            _channel_axis_only(kwargs, name, source)
             normalization = MeanStd(_as_tuple(kwargs["mean"]), _as_tuple(kwargs["std"]))
             config.append(_fixed(normalization))
         elif name == "zero_mean_unit_variance":
+            axes = kwargs.get("axes")
+            if channel_axis and axes is not None and "channel" not in axes:
+                raise ConfigError(f"{source}: zero_mean_unit_variance per channel (axes {list(axes)}) is not supported; "
+                                  f"im2im z-scores all channels together (axes including 'channel')")
             config.append({"class_path": "monai.transforms.NormalizeIntensityd", "init_args": {"keys": ["IM"]}})
             normalization = "zscore"
         else:
             raise ConfigError(f"{source}: input step {name!r} is not supported; im2im applies scale_range, "
                               f"zero_mean_unit_variance, fixed_zero_mean_unit_variance, then {', '.join(POINTWISE_INPUT_STEPS)}")
     return config, normalization, pointwise
+
+
+def _channel_axis_only(kwargs: dict[str, Any], name: str, source: str) -> None:
+    """Refuse values given along an axis other than the channel axis (im2im's statistics are per channel at most)."""
+    if kwargs.get("axis") not in (None, "channel", "c"):
+        raise ConfigError(f"{source}: {name} along axis {kwargs['axis']!r} is not supported; expected one value, or one "
+                          f"per channel (axis 'channel')")
 
 
 def _fixed(stats: MeanStd) -> dict[str, Any]:
@@ -210,6 +237,7 @@ def output_function(steps: Sequence[dict[str, Any]], source: str, what: str = "o
                 raise ConfigError(f"{source}: softmax along {kwargs['axis']!r}: im2im supports the channel axis only")
             functions.append(lambda x: torch.softmax(x, dim=1))
         elif name == "binarize":
+            _channel_axis_only(kwargs, name, source)
             threshold = _as_tuple(kwargs["threshold"])
             functions.append(lambda x, t=threshold: (x > _shaped(t, x)).to(torch.uint8))
         elif name == "clip":
@@ -217,6 +245,7 @@ def output_function(steps: Sequence[dict[str, Any]], source: str, what: str = "o
                 raise ConfigError(f"{source}: clip by percentiles needs the whole {what}; not supported")
             functions.append(lambda x, lo=kwargs.get("min"), hi=kwargs.get("max"): torch.clamp(x, lo, hi))
         elif name == "scale_linear":
+            _channel_axis_only(kwargs, name, source)
             gain, offset = _as_tuple(kwargs.get("gain", 1.0)), _as_tuple(kwargs.get("offset", 0.0))
             functions.append(lambda x, g=gain, o=offset: x * _shaped(g, x) + _shaped(o, x))
         elif name == "ensure_dtype":

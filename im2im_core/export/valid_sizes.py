@@ -33,13 +33,29 @@ def _runs(network: nn.Module, channels: int, sizes: tuple[int, ...]) -> bool:
     try:
         with torch.inference_mode():
             output = network(torch.zeros((1, channels, *sizes)))
-    except (RuntimeError, ValueError):  # a size it cannot take: skip connections that do not match, its own size check
+    except Exception:  # noqa: BLE001  a size it cannot take: skip connections that do not match, its own size check
         return False
     return tuple(output.shape[2:]) == sizes
 
 
-def measure_valid_sizes(network: nn.Module, in_channels: int, spatial_dims: int) -> list[AxisSizes]:
+def measure_valid_sizes(network: nn.Module, in_channels: int, spatial_dims: int, source: str = "the input") -> list[AxisSizes]:
     """Smallest size and step of each spatial axis, from forward passes on zeros (eval mode).
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        Maps ``(B, in_channels, *spatial)`` to outputs of the same spatial size.
+    in_channels : int
+        Channels of the inputs tried (those of ``source``).
+    spatial_dims : int
+        2 or 3.
+    source : str
+        What the channels come from, for the error message.
+
+    Returns
+    -------
+    list of AxisSizes
+        One per spatial axis.
 
     Raises
     ------
@@ -49,8 +65,9 @@ def measure_valid_sizes(network: nn.Module, in_channels: int, spatial_dims: int)
     network = network.eval()
     base = next((size for size in BASE_SIZES if _runs(network, in_channels, (size,) * spatial_dims)), None)
     if base is None:
-        raise ConfigError(f"the network of this model maps none of the sizes {', '.join(map(str, BASE_SIZES))} to "
-                          f"itself (on {spatial_dims} axes): it cannot be described by valid window sizes")
+        raise ConfigError(f"the network of this model maps none of the sizes {', '.join(map(str, BASE_SIZES))} of "
+                          f"{source} ({in_channels} channels, {spatial_dims} axes) to themselves: a sample with another "
+                          f"number of channels than the training images, or a network without valid window sizes")
     measured = []
     for axis in range(spatial_dims):
         def fits(size: int, axis: int = axis) -> bool:

@@ -163,7 +163,8 @@ class Im2ImFramework(pl.LightningModule):
 
     @classmethod
     def citations(cls) -> list[dict[str, str]]:
-        """The papers of the method, ``{"text": ..., "doi": ...}`` (or ``"url"``), for exported packages.
+        """The papers of the method, ``{"text": ..., "doi": ...}``, for exported packages (a DOI rather than a
+        ``"url"``: bioimage.io's validation looks each URL up online).
 
         Default: none; the package cites the original toolbox (MMV_Im2Im) in any case.
         """

@@ -328,8 +328,10 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
         for lazy arrays of more than 2**24 pixels. A :class:`~im2im_core.data.normalization.MeanStd`:
         ``(x - mean) / std`` with those fixed statistics. ``"auto"``: the training set's
         statistics stored in the checkpoint by ``im2im fit`` (a ``TrainingSetNormalized``
-        config), a package's own input steps, else the percentiles (0.5, 99.5). ``None``: the input is used as it is. A
-        ``"zscore"``: the mean and std of each timepoint (subsampled like the percentiles). A
+        config), a package's own input steps, else the percentiles (0.5, 99.5). ``None``: the
+        input is used as it is (but a bioimage.io package always gets its own input steps: they
+        are part of its model). ``"zscore"``: the mean and std of each timepoint (subsampled
+        like the percentiles). A
         framework whose ``output_in_input_units()`` is True (denoising) gets its outputs mapped
         back through the inverse of this normalization, into the input's units.
     device : str or torch.device, optional
@@ -355,6 +357,8 @@ def predict(model_or_checkpoint: nn.Module | str | Path, array: Any, *, dims: st
     module = _load(model_or_checkpoint, config)
     from im2im_core.export.imported import PackagedModel
 
+    if isinstance(module, PackagedModel) and normalize is None:
+        normalize = "auto"  # a package's pre-processing is part of its model
     normalize = resolve_normalize(normalize, module if isinstance(module, PackagedModel) else model_or_checkpoint)
     framework = as_framework(module, dims, settings.slice_by_slice)
     if postprocess == "auto":  # e.g. clustering, which needs the whole image

@@ -22,13 +22,18 @@ HOLDOUT = DEMO_DATA / "holdout"
 
 
 @pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every network connection fails: export and test must not need one."""
+def offline(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """Every network connection fails, and none may be tried (bioimageio.spec only warns when a look-up fails)."""
+    attempts: list[tuple] = []
+
     def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        attempts.append(args[1:] if args else ())
         raise OSError("network access during a test")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+    yield
+    assert not attempts, f"network connections tried: {attempts}"
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +54,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def package(run: Path) -> Path:
     output = run.parents[2] / "demo_model.zip"
+    attempts: list[tuple] = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", lambda *a: (_ for _ in ()).throw(OSError("network access")))
+        patch.setattr(socket.socket, "connect", lambda *a: (attempts.append(a[1:]), (_ for _ in ()).throw(OSError("no")))[1])
         code = main(["export", "--ckpt_path", str(run), "--output", str(output), "--authors", "Ada Lovelace; Alan Turing"])
-    assert code == 0
+    assert code == 0 and not attempts
     return output
 
 
@@ -87,7 +93,9 @@ def _masks(folder: Path) -> dict[str, np.ndarray]:
 
 
 def test_predicting_from_the_package_gives_the_checkpoints_masks(run: Path, package: Path, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     common = ["--data.predict_path", str(HOLDOUT), "--trainer.enable_progress_bar", "false", "--trainer.logger", "false"]
     assert main(["predict", "--ckpt_path", str(run), "--prediction.output_dir", str(tmp_path / "ckpt"), *common]) == 0
     reference = _masks(tmp_path / "ckpt")
@@ -96,18 +104,22 @@ def test_predicting_from_the_package_gives_the_checkpoints_masks(run: Path, pack
     raw_reference = predict(run, image, normalize="auto", postprocess=None)
     for weight_format in FORMATS:
         out = tmp_path / weight_format
+        capsys.readouterr()
         assert main(["predict", "--model", str(package), "--model.init_args.weight_format", weight_format,
                      "--prediction.output_dir", str(out), *common]) == 0
+        assert "Dice on 4 images with targets" in capsys.readouterr().out  # scored against the holdout masks
         masks = _masks(out)
         assert masks.keys() == reference.keys()
         for name, mask in masks.items():
             assert np.array_equal(mask, reference[name]), (weight_format, name)
         from im2im_core.export.imported import PackagedModel
 
-        raw = predict(PackagedModel(str(package), weight_format), image, normalize="auto", postprocess=None)
+        raw = predict(PackagedModel(str(package), weight_format), image, postprocess=None)  # its own normalization
         difference = float(np.abs(raw - raw_reference).max())
-        print(f"{weight_format}: largest raw difference to the checkpoint {difference:.2e}")
+        with capsys.disabled():
+            print(f"\n{weight_format}: largest raw (logit) difference to the checkpoint {difference:.2e}")
         assert difference < 1e-3
+    assert np.array_equal(predict(package, image), predict(run, image, normalize="auto"))
 
 
 def _foreign_package(folder: Path, weights: str = "torchscript") -> Path:
@@ -154,7 +166,8 @@ def _foreign_package(folder: Path, weights: str = "torchscript") -> Path:
 def test_a_package_made_elsewhere_predicts_through_im2im(tmp_path: Path, offline: None) -> None:
     package = _foreign_package(tmp_path / "foreign")
     out = tmp_path / "out"
-    assert main(["predict", "--model", str(package), "--data.predict_path", str(HOLDOUT), "--prediction.output_dir", str(out),
+    assert main(["predict", "--model", str(package / "rdf.yaml"), "--data.predict_path", str(HOLDOUT),
+                 "--prediction.output_dir", str(out),
                  "--trainer.enable_progress_bar", "false"]) == 0
     outputs = sorted(out.glob("*.ome.tiff"))
     assert len(outputs) == 4
@@ -191,6 +204,14 @@ def test_bad_packages_get_one_clear_message(tmp_path: Path, capsys: pytest.Captu
     keras = _foreign_package(tmp_path / "keras", weights="keras_hdf5")
     message = _error(["predict", "--model", str(keras), *predict_args], capsys)
     assert str(keras) in message and "keras_hdf5" in message and "torchscript" in message
+
+    halo = _foreign_package(tmp_path / "halo")  # valid for bioimage.io, not for im2im's windows
+    rdf = yaml.safe_load((halo / "rdf.yaml").read_text())
+    for axis in rdf["outputs"][0]["axes"][2:]:
+        axis["halo"] = 4
+    (halo / "rdf.yaml").write_text(yaml.safe_dump(rdf))
+    message = _error(["predict", "--model", str(halo), *predict_args], capsys)
+    assert str(halo) in message and "halo" in message
     assert not (tmp_path / "out").exists()
 
 
@@ -212,24 +233,78 @@ def test_export_names_a_normalization_the_spec_cannot_express(run: Path, tmp_pat
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     contents = torch.load(run, map_location="cpu", weights_only=True)
     config = yaml.safe_load(contents["im2im"]["config"])
-    config["data"]["normalize"] = [{"class_path": "im2im_core.data.normalization.CenterNormalized",
-                                    "init_args": {"keys": ["IM"], "spatial_dims": 2}}]
+    config["data"]["normalize"] = [{"class_path": "monai.transforms.HistogramNormalized", "init_args": {"keys": ["IM"]}}]
     contents["im2im"]["config"] = yaml.safe_dump(config)
     changed = tmp_path / "center.ckpt"
     torch.save(contents, changed)
     message = _error(["export", "--ckpt_path", str(changed), "--output", str(tmp_path / "m.zip")], capsys)
-    assert "CenterNormalized" in message and "PercentileNormalized" in message
+    assert "HistogramNormalized" in message and "PercentileNormalized" in message
     assert not (tmp_path / "m.zip").exists()
 
 
 
-def test_a_package_streams_to_ome_zarr_with_tta_and_keeps_a_time_axis(package: Path, tmp_path: Path) -> None:
+def test_a_package_streams_to_ome_zarr_with_tta_and_takes_5d_inputs(run: Path, package: Path, tmp_path: Path) -> None:
     out = tmp_path / "zarr"
     assert main(["predict", "--model", str(package), "--data.predict_path", str(HOLDOUT), "--prediction.output_dir", str(out),
                  "--prediction.output_format", "ome-zarr", "--prediction.inference.tta", "flips",
                  "--trainer.enable_progress_bar", "false"]) == 0
-    assert len(list(out.glob("*.ome.zarr"))) == 4
+    stores = sorted(out.glob("*.ome.zarr"))
+    assert len(stores) == 4
+    first = sorted((HOLDOUT / "IM").glob("*.tif"))[0]
+    image = BioImage(first).get_image_data("YX")
+    streamed = BioImage(stores[0]).get_image_data("YX")
+    assert np.array_equal(streamed, predict(run, image, normalize="auto", tta="flips"))  # TTA as from the checkpoint
+    series = np.stack([np.stack([image, image[::-1]]), np.stack([image[:, ::-1], image])])[:, None]  # T, C, Z, Y, X
+    labels = predict(package, series, dims="TCZYX", slice_by_slice=True)
+    assert labels.shape == series.shape
+    assert np.array_equal(labels[1, 0, 0], predict(package, image[:, ::-1].copy()))
+
+
+def test_a_format_04_package_predicts(tmp_path: Path, offline: None) -> None:
+    """Most of the model zoo is format 0.4: it is converted to 0.5 when read."""
+    package = _foreign_package(tmp_path / "new")
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("unet.pt", "in.npy", "out.npy", "README.md"):
+        shutil.copy(package / name, old / name)
+    rdf = {"format_version": "0.4.10", "type": "model", "name": "foreign unet 04", "description": "format 0.4",
+           "documentation": "README.md", "authors": [{"name": "Someone Else"}], "license": "MIT",
+           "cite": [{"text": "none", "doi": "10.1000/1"}], "timestamp": "2024-01-01T00:00:00",
+           "test_inputs": ["in.npy"], "test_outputs": ["out.npy"],
+           "inputs": [{"name": "raw", "axes": "bcyx", "data_type": "float32", "shape": {"min": [1, 1, 16, 16],
+                                                                                       "step": [0, 0, 2, 2]},
+                       "preprocessing": [{"name": "zero_mean_unit_variance", "kwargs": {"mode": "per_sample",
+                                                                                       "axes": "cyx"}}]}],
+           "outputs": [{"name": "prob", "axes": "bcyx", "data_type": "float32",
+                        "shape": {"reference_tensor": "raw", "scale": [1, 1, 1, 1], "offset": [0, 0, 0, 0]},
+                        "postprocessing": [{"name": "sigmoid"}]}],
+           "weights": {"torchscript": {"source": "unet.pt", "pytorch_version": "2.0"}}}
+    (old / "rdf.yaml").write_text(yaml.safe_dump(rdf))
     image = BioImage(sorted((HOLDOUT / "IM").glob("*.tif"))[0]).get_image_data("YX")
-    series = np.stack([image, image[::-1]])[:, None]  # T, C, Y, X
-    labels = predict(package, series, dims="TCYX")
-    assert labels.shape == series.shape and np.array_equal(labels[1, 0], predict(package, image[::-1].copy()))
+    assert np.allclose(predict(old, image), predict(package, image), atol=1e-6)
+
+
+def test_export_writes_the_samples_pixel_size_and_leaves_nothing_when_zipping_fails(
+        run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from im2im_core.inference.outputs import save_ome_tiff
+
+    sample = tmp_path / "sample.ome.tiff"
+    image = BioImage(sorted((HOLDOUT / "IM").glob("*.tif"))[0]).get_image_data("YX")
+    save_ome_tiff(image, sample, "YX", {"Y": 0.65, "X": 0.65})
+    output = tmp_path / "sized.zip"
+    assert main(["export", "--ckpt_path", str(run), "--output", str(output), "--sample", str(sample),
+                 "--weights", "torchscript"]) == 0
+    with zipfile.ZipFile(output) as archive:
+        axes = yaml.safe_load(archive.read("rdf.yaml"))["inputs"][0]["axes"]
+    assert [(a.get("unit"), a.get("scale")) for a in axes[2:]] == [("micrometer", 0.65)] * 2
+
+    import bioimageio.spec
+
+    def full_disk(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bioimageio.spec, "save_bioimageio_package", full_disk)
+    failed = tmp_path / "failed.zip"
+    message = _error(["export", "--ckpt_path", str(run), "--output", str(failed), "--weights", "torchscript"], capsys)
+    assert "No space left" in message and str(failed) in message
+    assert not failed.exists() and not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob("*.zip.*"))

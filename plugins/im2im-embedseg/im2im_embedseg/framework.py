@@ -145,9 +145,9 @@ class EmbedSeg(Im2ImFramework):
 
     @classmethod
     def citations(cls) -> list[dict[str, str]]:
-        """EmbedSeg (Lalit et al. 2021)."""
-        return [{"text": "Lalit, Tomancak, Jug. Embedding-based Instance Segmentation in Microscopy. MIDL 2021",
-                 "url": "https://proceedings.mlr.press/v143/lalit21a.html"}]
+        """EmbedSeg (Lalit et al., its journal version)."""
+        return [{"text": "Lalit, Tomancak, Jug. EmbedSeg: Embedding-based Instance Segmentation for Biomedical Microscopy "
+                         "Data. Medical Image Analysis 2022", "doi": "10.1016/j.media.2022.102523"}]
 
     def segment(self, image: torch.Tensor | np.ndarray, inference: Any = None, dims: str | None = None,
                 progress: Any = None) -> np.ndarray:
