@@ -20,6 +20,7 @@ subcommands:
   test       test a checkpoint:       im2im test --config CONFIG --ckpt_path CKPT
   predict    apply a model:           im2im predict --config CONFIG --ckpt_path CKPT  (or --model PACKAGE)
   evaluate   score predictions:       im2im evaluate --pred DIR --gt DIR [--csv FILE]
+  plan       plan a config from data: im2im plan --data.data_path DIR [--task T] [--time 30m] [--search N]
   export     share a model:           im2im export --ckpt_path CKPT --output model.zip  (bioimage.io package)
   plugins    list installed plugins and what they register  [--json]
   presets    list the registered presets (usable as --config NAME)
@@ -97,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             from im2im_cli.evaluate import evaluate_command
 
             return evaluate_command(argv[1:])
+        if argv[0] == "plan":
+            from im2im_cli.plan import plan_command
+
+            return plan_command(argv[1:])
         if argv[0] == "export":
             from im2im_cli.export import export_command
 
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv[0] in LIGHTNING_SUBCOMMANDS:
             return run_lightning(argv)
         return _error(f"unknown subcommand {argv[0]!r}; "
-                      f"expected one of {', '.join(LIGHTNING_SUBCOMMANDS)}, evaluate, export, plugins, presets")
+                      f"expected one of {', '.join(LIGHTNING_SUBCOMMANDS)}, evaluate, export, plan, plugins, presets")
     except Exception as exc:
         user_error = _user_error(exc)
         if user_error is None or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):

@@ -99,6 +99,10 @@ class Im2ImDataModule(pl.LightningDataModule):
         Share of the training images loaded per round, for datasets larger than memory; a new
         random share each time the trainer reloads the data loader, which it does every
         ``trainer.reload_dataloaders_every_n_epochs`` epochs.
+    fold, folds : int
+        K-fold cross-validation: with ``fold`` set, the validation images are fold ``fold`` of
+        ``folds`` (a seeded shuffle by ``split_seed``, :func:`fold_indices`) and ``val_fraction``
+        is not used; ``im2im plan --search`` trains each fold in turn.
     """
 
     def __init__(
@@ -128,6 +132,8 @@ class Im2ImDataModule(pl.LightningDataModule):
         cache: CacheMode = "memory",
         cache_dir: str | None = None,
         partial_fraction: float = 1.0,
+        fold: int | None = None,
+        folds: int = 5,
     ) -> None:
         super().__init__()
         # Samples carry their file names and pixel sizes themselves; MONAI's per-tensor
@@ -153,6 +159,9 @@ class Im2ImDataModule(pl.LightningDataModule):
         self.samples_per_image, self.sampling, self.foreground_fraction = samples_per_image, sampling, foreground_fraction
         self.batch_size, self.num_workers = batch_size, num_workers
         self.cache, self.cache_dir, self.partial_fraction = cache, cache_dir, partial_fraction
+        if fold is not None and not 0 <= fold < folds:
+            raise DataError(f"data.fold {fold}: expected 0 <= fold < data.folds ({folds})")
+        self.fold, self.folds = fold, folds
         self.train_samples: list[dict[str, str]] = []
         self.val_samples: list[dict[str, str]] = []
         self.domain_b_samples: list[dict[str, str]] = []
@@ -256,6 +265,11 @@ class Im2ImDataModule(pl.LightningDataModule):
         samples = self._find_samples(self._require_data_path())
         if self.val_path is not None:
             self.train_samples, self.val_samples = samples, self._find_samples(self.val_path)
+            return
+        if self.fold is not None:
+            validation = fold_indices(len(samples), self.folds, self.fold, self.split_seed)
+            self.val_samples = [samples[i] for i in validation]
+            self.train_samples = [sample for i, sample in enumerate(samples) if i not in set(validation)]
             return
         order = list(range(len(samples)))
         random.Random(self.split_seed).shuffle(order)
@@ -427,6 +441,15 @@ class Im2ImDataModule(pl.LightningDataModule):
         samples = [{IMAGE: s[IMAGE], TARGET_PATH: s.get(TARGET, ""), IMAGE_NORMALIZE: normalize} for s in self.predict_samples]
         return DataLoader(build_dataset(samples, self.predict_transform(), "none"), batch_size=1, num_workers=self.num_workers,
                           collate_fn=collate_as_lists)
+
+
+def fold_indices(count: int, folds: int, fold: int, seed: int = 0) -> list[int]:
+    """The sorted indices of fold ``fold`` of ``folds``, of ``count`` samples shuffled with ``seed``."""
+    if folds < 2 or folds > count:
+        raise DataError(f"data.folds {folds}: expected 2 to {count} folds for {count} images")
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    return sorted(order[fold::folds])
 
 
 def check_labels(path: str, labels: np.ndarray) -> None:

@@ -1,0 +1,84 @@
+"""The rules of ``im2im plan`` on hand-made fingerprints, and the commented YAML it writes."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from im2im_cli.plan import parse_time
+from im2im_core.errors import ConfigError
+from im2im_core.planning.commented_yaml import commented_yaml
+from im2im_core.planning.fingerprint import Fingerprint
+from im2im_core.planning.plan import check_task
+from im2im_core.planning.rules import fit_to, normalization, patch_size, sampling, topology, unknown_z_spacing
+
+
+def _fingerprint(shape: list[int], spacing: list[float], known: bool = True, **fields) -> Fingerprint:
+    return Fingerprint(data_path="d", layout="auto", input_dir="IM", target_dir="GT", reader="bioio",
+                       dims="ZYX" if len(shape) == 3 else "YX", images=4, channels=1, shapes=[shape] * 4,
+                       median_shape=shape, spacing=spacing, spacing_known=[not (len(shape) == 3 and i == 0 and not known)
+                                                                           for i in range(len(shape))],
+                       intensity={}, target=fields.pop("target", "mask"), **fields)
+
+
+def test_topology_pools_z_only_once_its_spacing_is_within_twice_xy() -> None:
+    plan, why = topology([32, 128, 128], [3.0, 1.0, 1.0])
+    assert plan.strides[1] == [1, 2, 2] and plan.strides[2] == [2, 2, 2]  # Z at 3, XY at 2 after one pooling
+    assert plan.kernels[0] == [1, 3, 3] and plan.kernels[1] == [3, 3, 3]
+    assert plan.divisor == [8, 32, 32]  # Z pooled 3 times (once XY caught up, until 4 planes), XY 5 times
+    assert "not pooled in the first level" in why
+
+
+def test_topology_stops_at_feature_maps_of_four_pixels() -> None:
+    plan, _ = topology([256, 256], [1.0, 1.0])
+    assert len(plan.strides) - 1 == 6 and plan.divisor == [64, 64]
+    plan, _ = topology([64, 256], [1.0, 1.0])
+    assert [s[0] for s in plan.strides[1:]].count(2) == 4  # 64 -> 4: the short axis stops first
+
+
+def test_patch_is_physically_isotropic_within_the_budget_and_the_image() -> None:
+    patch, _ = patch_size(_fingerprint([40, 512, 512], [4.0, 1.0, 1.0]), "cpu")
+    assert patch[0] <= 40 and patch[1] == patch[2] and patch[1] > 2 * patch[0]
+    assert patch[0] * patch[1] * patch[2] <= 96 * 96 * 32
+    small, _ = patch_size(_fingerprint([100, 120], [1.0, 1.0]), "cpu")
+    assert small == [100, 120]  # the whole median image fits the budget
+    assert fit_to([100, 120], [16, 16], [100, 120]) == [96, 112]
+
+
+def test_unknown_z_spacing_follows_the_shape_and_known_spacing_wins() -> None:
+    spacing, why = unknown_z_spacing(_fingerprint([16, 64, 64], [1.0, 1.0, 1.0], known=False))
+    assert spacing == [4.0, 1.0, 1.0] and "unknown" in why
+    spacing, why = unknown_z_spacing(_fingerprint([16, 64, 64], [0.3, 0.3, 0.3]))
+    assert spacing == [0.3, 0.3, 0.3] and why is None
+
+
+def test_normalization_and_sampling_follow_the_foreground() -> None:
+    assert normalization(_fingerprint([64, 64], [1, 1], foreground_fraction=0.3))[0]["upper"] == 99.5
+    assert normalization(_fingerprint([64, 64], [1, 1], foreground_fraction=0.001))[0]["upper"] == 99.9
+    assert sampling(0.05)[0] == {"sampling": "uniform"}
+    assert sampling(0.8)[0] == {"sampling": "foreground", "foreground_fraction": 0.67}
+
+
+def test_a_task_the_targets_cannot_train_is_refused() -> None:
+    with pytest.raises(ConfigError, match="binary masks"):
+        check_task("instance", _fingerprint([64, 64], [1, 1], target="mask"))
+    with pytest.raises(ConfigError, match="expected one of"):
+        check_task("classify", _fingerprint([64, 64], [1, 1]))
+    check_task("segmentation", _fingerprint([64, 64], [1, 1], target="labels"))
+
+
+def test_commented_yaml_loads_back_to_the_config() -> None:
+    config = {"trainer": {"max_time": "00:00:10:00", "callbacks": [{"class_path": "a.B", "init_args": {"n": 1}}]},
+              "model": {"init_args": {"kernel_size": [[1, 3, 3], [3, 3, 3]], "roi_size": None, "flag": "yes"}},
+              "data": {"normalize": [{"class_path": "P", "init_args": {"keys": ["IM"], "lower": 0.5}}], "f": 1e-6}}
+    text = commented_yaml(config, {"model.init_args.kernel_size": "a reason " * 30, "data.normalize": "why"})
+    assert yaml.safe_load(text) == config
+    assert "  # why\n  normalize:" in text and text.count("# a reason") >= 1
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("45m", 2700), ("1h30m", 5400), ("00:30:00", 1800),
+                                               ("01:00:00:00", 86400)])
+def test_time_budgets_are_read_in_the_usual_forms(text: str, seconds: float) -> None:
+    assert parse_time(text) == seconds
+    with pytest.raises(ConfigError, match="--time"):
+        parse_time("soon")
