@@ -74,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=8)
     parser.add_argument("--no-search", action="store_true")
+    parser.add_argument("--cases", default="planned,preset,searched", help="comma-separated subset of the cases")
     args = parser.parse_args()
     budget = f"{int(args.minutes * 60)}"
     max_time = f"00:00:{int(args.minutes):02d}:{int(args.minutes * 60) % 60:02d}"
@@ -88,7 +89,7 @@ def main() -> None:
         if not args.no_search:
             cases.append(("searched", ["plan", "--data.data_path", str(train), "--task", "segmentation", "--time", budget,
                                        "--search", "4", "--output", str(root / "searched" / "config.yaml")]))
-        for case, plan in cases:
+        for case, plan in [c for c in cases if c[0] in args.cases.split(",")]:
             run = root / f"run_{case}"
             plan_seconds = 0.0
             if plan is None:
@@ -103,9 +104,14 @@ def main() -> None:
 
             steps = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
             scores = score(checkpoint, held_out)
+            import yaml
+
+            config = yaml.safe_load(Path(plan[-1]).read_text()) if plan else {"data": {"batch_size": 8, "patch_size": [256, 256]}}
             results[case] = {"dice_mean": float(np.mean(scores)), "dice_std": float(np.std(scores)), "dice": scores,
-                             "steps": int(steps), "fit_s": fit_seconds, "plan_s": plan_seconds}
-            print(f"{case:>9}: held-out Dice {np.mean(scores):.4f} +- {np.std(scores):.4f} after {steps} steps "
+                             "steps": int(steps), "fit_s": fit_seconds, "plan_s": plan_seconds,
+                             "batch_size": config["data"]["batch_size"], "patch_size": config["data"]["patch_size"]}
+            print(f"{case:>9}: held-out Dice {np.mean(scores):.4f} +- {np.std(scores):.4f} after {steps} steps of "
+                  f"{results[case]['batch_size']} patches "
                   f"(fit {fit_seconds:.0f} s, plan {plan_seconds:.0f} s)", flush=True)
             if case == "searched":
                 table = json.loads((root / "searched" / "search" / "results.json").read_text())
