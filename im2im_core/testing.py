@@ -168,3 +168,31 @@ def assert_exports_and_round_trips(checkpoint: Path, images: Path, folder: Path,
                 scale = float(np.ptp(expected)) or 1.0
                 assert float(np.abs(expected - got).max()) <= 1e-4 * scale, weight_format
     return package
+
+
+def train_demo(root: Path, steps: int = 2, images: int = 3, channels: Sequence[int] = (8, 16),
+               strides: Sequence[int] = (2,)) -> Path:
+    """Train the demo preset for ``steps`` steps on ``images`` demo crops in ``root`` (a small U-Net of
+    ``channels`` and ``strides``); return its last checkpoint.
+    """
+    from im2im_cli.main import main
+
+    data = copy_pairs(root / "data", slice(0, images))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        code = main(["fit", "--config", "demo", "--data.data_path", str(data), "--trainer.max_steps", str(steps),
+                     "--trainer.enable_progress_bar", "false", "--data.batch_size", "4", "--data.patch_size", "[64, 64]",
+                     "--model.init_args.backbone.init_args.channels", str(list(channels)),
+                     "--model.init_args.backbone.init_args.strides", str(list(strides))])
+    assert code == 0
+    return root / "im2im_runs" / "demo" / "checkpoints" / "last.ckpt"
+
+
+def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``im2im argv`` in-process; assert exit code 2 and a single ``im2im: error:`` line, no traceback; return it."""
+    from im2im_cli.main import main
+
+    assert main(argv) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("im2im: error:") and "\n" not in message and "Traceback" not in message
+    return message

@@ -15,7 +15,7 @@ from bioio import BioImage
 
 from im2im_cli.main import main
 from im2im_core.inference import predict
-from im2im_core.testing import DEMO_DATA, copy_pairs
+from im2im_core.testing import DEMO_DATA, one_line_error, train_demo
 
 FORMATS = ("pytorch_state_dict", "torchscript", "onnx")
 HOLDOUT = DEMO_DATA / "holdout"
@@ -39,16 +39,7 @@ def offline(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo preset trained for a few steps: its last checkpoint."""
-    root = tmp_path_factory.mktemp("export_run")
-    data = copy_pairs(root / "data", slice(0, 4))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        code = main(["fit", "--config", "demo", "--data.data_path", str(data), "--trainer.max_steps", "6",
-                     "--trainer.enable_progress_bar", "false", "--data.batch_size", "4", "--data.patch_size", "[64, 64]",
-                     "--model.init_args.backbone.init_args.channels", "[8, 16, 32]",
-                     "--model.init_args.backbone.init_args.strides", "[2, 2]"])
-    assert code == 0
-    return root / "im2im_runs" / "demo" / "checkpoints" / "last.ckpt"
+    return train_demo(tmp_path_factory.mktemp("export_run"), steps=6, images=4, channels=(8, 16, 32), strides=(2, 2))
 
 
 @pytest.fixture(scope="module")
@@ -180,11 +171,7 @@ def test_a_package_made_elsewhere_predicts_through_im2im(tmp_path: Path, offline
     assert np.corrcoef(predicted.ravel(), whole.ravel())[0, 1] > 0.999  # windows of the package's sizes, blended
 
 
-def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert main(argv) == 2
-    message = capsys.readouterr().err.strip()
-    assert message.startswith("im2im: error:") and "\n" not in message and "Traceback" not in message
-    return message
+_error = one_line_error
 
 
 def test_bad_packages_get_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,7 @@ import tifffile
 import yaml
 
 from im2im_cli.main import main
-from im2im_core.testing import DEMO_DATA, DEMO_DATA_3D, copy_pairs
+from im2im_core.testing import DEMO_DATA, DEMO_DATA_3D, copy_pairs, one_line_error
 
 DSB2018 = Path(__file__).resolve().parents[1] / "data" / "dsb2018"
 
@@ -77,11 +77,7 @@ def test_dsb2018_crops_plan_a_segmentation_that_trains(tmp_path: Path, monkeypat
     _fits_two_steps(tmp_path / "plan" / "config.yaml", capsys)
 
 
-def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert main(argv) == 2
-    message = capsys.readouterr().err.strip()
-    assert message.startswith("im2im: error:") and "\n" not in message and "Traceback" not in message
-    return message
+_error = one_line_error
 
 
 def test_bad_input_gets_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
