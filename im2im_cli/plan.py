@@ -62,13 +62,15 @@ def plan_command(argv: list[str]) -> int:
     output = Path(args.output)
     if output.suffix not in (".yaml", ".yml"):
         raise ConfigError(f"--output {output}: expected a .yaml file")
-    if output.exists() and not args.overwrite:
-        raise ConfigError(f"--output {output} exists; pass --overwrite to replace it")
+    fingerprint_path = output.parent / "fingerprint.json"
+    for path in (output, fingerprint_path):
+        if path.exists() and not args.overwrite:
+            raise ConfigError(f"{path} exists; pass --overwrite to replace it")
     seconds = parse_time(args.time)
     data = fingerprint(args.data_path, args.dims, args.layout, args.input_dir, args.target_dir)
     plan = make_plan(data, args.task, args.device, args.memory, seconds, _spacing(args.spacing))
     output.parent.mkdir(parents=True, exist_ok=True)
-    (output.parent / "fingerprint.json").write_text(json.dumps(data.to_json(), indent=2))
+    fingerprint_path.write_text(json.dumps(data.to_json(), indent=2))
     header = [f"Planned by im2im plan from {data.data_path} ({data.images} images, {data.dims}, "
               f"median {'x'.join(map(str, data.median_shape))}); fingerprint in fingerprint.json.",
               "Train with: im2im fit --config " + output.name]
@@ -83,5 +85,5 @@ def plan_command(argv: list[str]) -> int:
     partial.replace(output)
     for key, reason in plan.reasons.items():
         print(f"{key}: {reason}")
-    print(f"wrote {output} and {output.parent / 'fingerprint.json'}")
+    print(f"wrote {output} and {fingerprint_path}")
     return 0

@@ -82,7 +82,7 @@ def _dims_of(path: str, reader_dims: str | None) -> str:
     return ("C" if shape.C > 1 else "") + ("ZYX" if shape.Z > 1 else "YX")
 
 
-def _target_kind(values: np.ndarray, labels: np.ndarray | None) -> str:
+def _target_kind(values: np.ndarray) -> str:
     """``mask`` (two values), ``classes`` (few values), ``labels`` (instances) or ``intensity``."""
     if not np.issubdtype(values.dtype, np.integer) and not np.array_equal(values, np.round(values)):
         return "intensity"
@@ -94,12 +94,10 @@ def _target_kind(values: np.ndarray, labels: np.ndarray | None) -> str:
         return "mask"
     if len(distinct) > MAX_CLASSES:
         return "labels"
-    if labels is not None:  # few values: instances when each value is about one connected object
-        from scipy import ndimage
+    from scipy import ndimage  # few values: instances when each value is about one connected object
 
-        pieces = [ndimage.label(labels == v)[1] for v in distinct if v != 0]
-        return "labels" if np.mean(pieces) < 1.5 else "classes"
-    return "classes"
+    pieces = [ndimage.label(values == v)[1] for v in distinct if v != 0]
+    return "labels" if pieces and np.mean(pieces) < 1.5 else "classes"
 
 
 def fingerprint(data_path: str | Path, dims: str | None = None, layout: str = "auto", input_dir: str = "IM",
@@ -185,7 +183,7 @@ def _target_statistics(result: Fingerprint, samples: list[dict[str, str]], read:
         target = read(sample[TARGET])
         labels = np.asarray(target.numpy() if target.array.size <= TARGET_VOXELS else _subsample(target.array, TARGET_VOXELS))
         labels = labels.reshape(labels.shape[-len(result.median_shape):]) if labels.shape[0] == 1 else labels
-        kind = _target_kind(labels, labels)
+        kind = _target_kind(labels)
         kinds.add(kind)
         if kind == "intensity":
             continue

@@ -28,7 +28,7 @@ from im2im_core.planning.plan import Plan
 MIN_RUN_SECONDS = 60
 
 
-def variants(plan: Plan, data: Fingerprint) -> list[tuple[str, Plan]]:
+def variants(plan: Plan) -> list[tuple[str, Plan]]:
     """The plan, then variants in order: learning rate x3, half the patch area at twice the batch, one level
     fewer, learning rate / 3.
     """
@@ -73,7 +73,7 @@ def variants(plan: Plan, data: Fingerprint) -> list[tuple[str, Plan]]:
     return found
 
 
-def _score(checkpoint: Path, data: Fingerprint, task: str, fold: int, folds: int) -> float:
+def _score(checkpoint: Path, data: Fingerprint, task: str, fold: int, folds: int, seed: int) -> float:
     """The mean score of the fold's validation images predicted from ``checkpoint``."""
     from im2im_core.data.datamodule import fold_indices
     from im2im_core.data.layouts import paired_samples
@@ -85,7 +85,7 @@ def _score(checkpoint: Path, data: Fingerprint, task: str, fold: int, folds: int
     samples = paired_samples(data.data_path, data.layout, data.input_dir, data.target_dir)
     read = get_registry().get("readers", data.reader)(dims=data.dims).read
     scores = []
-    for index in fold_indices(len(samples), folds, fold, 0):
+    for index in fold_indices(len(samples), folds, fold, seed):  # the folds the run's data module drew
         image = read(samples[index][IMAGE]).numpy()
         target = np.squeeze(read(samples[index][TARGET]).numpy())
         output = np.squeeze(predict(checkpoint, image, dims=data.dims, normalize="auto"))
@@ -124,7 +124,8 @@ def _run(name: str, plan: Plan, data: Fingerprint, task: str, fold: int, folds: 
         if not found:
             raise ConfigError(f"search run {name} fold {fold} wrote no checkpoint under {run}")
         checkpoint = found[0]
-    result = {"variant": name, "fold": fold, "score": _score(checkpoint, data, task, fold, folds), "seconds": seconds}
+    seed = int(plan.config["data"].get("split_seed", 0))
+    result = {"variant": name, "fold": fold, "score": _score(checkpoint, data, task, fold, folds, seed), "seconds": seconds}
     result_path.write_text(json.dumps(result))
     return result
 
@@ -138,7 +139,7 @@ def search(plan: Plan, data: Fingerprint, count: int, folds: int, seconds: float
         raise ConfigError(f"--search needs targets to score against (task {task}); plan without --search")
     if folds < 2 or folds > data.images:
         raise ConfigError(f"--folds {folds}: expected 2 to {data.images} (the number of images)")
-    candidates = variants(plan, data)[:count]
+    candidates = variants(plan)[:count]
     share = max(MIN_RUN_SECONDS, seconds / (len(candidates) * folds))
     folder.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -44,6 +44,11 @@ def test_bbbc039_crops_plan_a_2d_segmentation_that_trains(tmp_path: Path, monkey
     fingerprint = json.loads((tmp_path / "plan" / "fingerprint.json").read_text())
     assert fingerprint["target"] == "labels" and fingerprint["images"] == 6 and 0 < fingerprint["foreground_fraction"] < 1
     assert fingerprint["objects_per_image"] > 5 and fingerprint["object_diameter"]["median"] > 5
+    before = (tmp_path / "plan" / "fingerprint.json").read_text()
+    message = one_line_error(["plan", "--data.data_path", str(data), "--output", str(tmp_path / "plan" / "other.yaml")],
+                             capsys)
+    assert "fingerprint.json exists" in message and "--overwrite" in message
+    assert (tmp_path / "plan" / "fingerprint.json").read_text() == before and not (tmp_path / "plan" / "other.yaml").exists()
     _fits_two_steps(tmp_path / "plan" / "config.yaml", capsys)
 
 
