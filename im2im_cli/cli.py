@@ -110,10 +110,11 @@ class Im2ImCLI(LightningCLI):
     :class:`~im2im_core.data.Im2ImDataModule`; ``prediction.*`` configures the writer.
     Networks get ``spatial_dims`` and channels from the data section where the config leaves
     them out (``network_arguments``); ``fit`` stores the resolved config in its checkpoints,
-    and the other subcommands read it back from ``--ckpt_path``.
+    and the other subcommands read it back from ``--ckpt_path``. ``callbacks`` (objects, not
+    config) join the trainer's callbacks: a front end's live plot or stop button.
     """
 
-    def __init__(self, args: list[str] | None = None) -> None:
+    def __init__(self, args: list[str] | None = None, callbacks: list[pl.Callback] | None = None) -> None:
         args = follow_root_dir(with_checkpoint_config(with_package_config(list(args or []))))
         self.fitting = bool(args) and args[0] == "fit"
         super().__init__(
@@ -126,6 +127,8 @@ class Im2ImCLI(LightningCLI):
             save_config_callback=SaveConfigCallback if self.fitting else None,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": False},
+            # added to the config's own callbacks, never written into the run's config
+            trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
             args=[*args, *network_options(merged_config(args))],
         )
 

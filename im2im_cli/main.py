@@ -6,9 +6,13 @@ import logging
 import os
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
 from im2im_core import __version__
-from im2im_core.errors import Im2ImError
+from im2im_core.errors import ConfigError, Im2ImError
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Callback
 
 USAGE = """usage: im2im SUBCOMMAND [options]
 
@@ -33,10 +37,25 @@ LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DEBUG_ENV = "IM2IM_DEBUG"
 
 
-def _error(message: str) -> int:
+def error_line(message: str) -> str:
+    """The one line the ``im2im`` command prints for a user error: ``im2im: error: MESSAGE``."""
     one_line = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
-    print(f"im2im: error: {one_line}", file=sys.stderr)
+    return f"im2im: error: {one_line}"
+
+
+def _error(message: str) -> int:
+    print(error_line(message), file=sys.stderr)
     return 2
+
+
+def user_message(exc: BaseException) -> str | None:
+    """What ``im2im`` prints for ``exc`` if it is a user error (an :class:`Im2ImError`, or caused by one), else None.
+
+    Front ends (the napari widgets) show this line, so a user sees the same message there as on
+    the command line.
+    """
+    user_error = _user_error(exc)
+    return None if user_error is None else error_line(str(user_error))
 
 
 def _user_error(exc: BaseException) -> Im2ImError | None:
@@ -50,8 +69,16 @@ def _user_error(exc: BaseException) -> Im2ImError | None:
     return None
 
 
-def run_lightning(argv: list[str]) -> int:
-    """Run a LightningCLI subcommand after resolving presets and short names."""
+def run_lightning(argv: list[str], callbacks: list[Callback] | None = None) -> int:
+    """Run a LightningCLI subcommand after resolving presets and short names; returns 0.
+
+    ``callbacks`` are added to the trainer's own (a front end's progress or stop callback).
+
+    Raises
+    ------
+    ConfigError
+        For an option or config the parser rejects, in one line that names the key.
+    """
     from jsonargparse import ArgumentError
 
     from im2im_cli.cli import Im2ImCLI
@@ -68,9 +95,9 @@ def run_lightning(argv: list[str]) -> int:
     # Lightning advertises a cloud logging service on every run
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
     try:
-        Im2ImCLI(args=args)
+        Im2ImCLI(args=args, callbacks=callbacks)
     except ArgumentError as exc:
-        return _error(summarize_parse_error(str(exc)))
+        raise ConfigError(summarize_parse_error(str(exc))) from None
     return 0
 
 

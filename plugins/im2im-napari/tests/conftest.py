@@ -1,0 +1,35 @@
+"""Fixtures of the napari plugin's tests: one torch thread, a viewer, and waiting for a widget's worker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+if not os.environ.get("DISPLAY"):  # no Xvfb (pytest-xvfb found none): Qt must not abort the whole run
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from im2im_core.testing import one_torch_thread  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+def notifications() -> Iterator[list[Any]]:
+    """The napari notifications shown during the test (errors, infos), in order."""
+    from napari.utils.notifications import notification_manager
+
+    shown: list[Any] = []
+    notification_manager.notification_ready.connect(shown.append)
+    yield shown
+    notification_manager.notification_ready.disconnect(shown.append)
+
+
+@pytest.fixture
+def wait_idle(qtbot: Any) -> Callable[[Any, float], None]:
+    """``wait_idle(widget, seconds)``: process Qt events until the widget's worker has finished."""
+
+    def wait(widget: Any, seconds: float = 120) -> None:
+        qtbot.waitUntil(lambda: not widget.running, timeout=int(seconds * 1000))
+
+    return wait
