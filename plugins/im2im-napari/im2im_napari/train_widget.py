@@ -28,6 +28,7 @@ from im2im_core.errors import ConfigError
 from im2im_napari.live_plot import LivePlot
 from im2im_napari.qt_common import Relay, error_message, layer_combo, notify_error, path_text, start_worker
 from im2im_napari.training import (
+    LAYERS_FOLDER,
     LiveTraining,
     TrainingRequest,
     fit_arguments,
@@ -158,8 +159,8 @@ class TrainWidget(QWidget):
         if not path_text(self.run_dir):
             raise ConfigError("no run folder chosen: choose the folder where the run's checkpoints and logs go")
         run_dir = Path(path_text(self.run_dir)).expanduser()
-        if self.source.value == "layers":
-            data = data_path or run_dir / "layers"
+        if self.source.value == "layers":  # where write_layers puts them: IM and GT, or images alone
+            data = data_path or run_dir / LAYERS_FOLDER / ("" if preset_info(self.preset.value).needs_target else "IM")
         else:
             text = path_text(self.data_dir)
             if not text:

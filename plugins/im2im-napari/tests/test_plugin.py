@@ -6,11 +6,11 @@ import importlib
 
 import numpy as np
 import pytest
-from im2im_napari.layer_axes import layer_axes, layer_result
-from im2im_napari.sample_data import demo_holdout, demo_training
 from npe2 import PluginManifest
 
 from im2im_core.errors import DataError
+from im2im_napari.layer_axes import layer_axes, layer_result
+from im2im_napari.sample_data import demo_holdout, demo_training
 
 
 def test_manifest_is_valid_and_every_command_imports() -> None:

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from im2im_napari.sample_data import demo_training
 from im2im_napari.train_widget import TrainWidget
+
 
 def train_widget(viewer: Any, run_dir: Path) -> tuple[TrainWidget, Any, Any]:
     images, labels = [getattr(viewer, f"add_{kind}")(data, **meta) for data, meta, kind in demo_training()]
