@@ -8,10 +8,18 @@ from typing import Any
 
 import pytest
 
-if not os.environ.get("DISPLAY"):  # no Xvfb (pytest-xvfb found none): Qt must not abort the whole run
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
 from im2im_core.testing import one_torch_thread  # noqa: F401  (fixture)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _display() -> None:
+    """Draw offscreen when there is no display (pytest-xvfb found no Xvfb), so that Qt does not abort
+    the whole run; the screenshot test then fails, naming the missing OpenGL canvas.
+
+    A fixture, not import-time code: pytest-xvfb sets ``DISPLAY`` after conftest files are imported.
+    """
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture

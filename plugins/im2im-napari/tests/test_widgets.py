@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ def add_sample(viewer: Any, sample: list[tuple[Any, dict[str, Any], str]]) -> li
 
 def test_train_from_layers_predict_and_evaluate(make_napari_viewer: Any, qtbot: Any, wait_idle: Any, tmp_path: Path,
                                                  notifications: list[Any]) -> None:
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)  # shown (on Xvfb): its canvas is drawn for the screenshot
     images, labels = add_sample(viewer, demo_training())
     train = TrainWidget(viewer)
     viewer.window.add_dock_widget(train, name="im2im: Train")
@@ -81,11 +82,15 @@ def assert_screenshot(viewer: Any, layer: Any, path: Path) -> None:
     viewer.layers.selection.active = prediction
     viewer.dims.set_current_step(0, 1)  # a held-out crop (the training stack is longer)
     viewer.window.resize(1900, 1250)
-    QApplication.processEvents()
     viewer.reset_view()
+    deadline = time.monotonic() + 20
+    canvas = viewer.screenshot(canvas_only=True, flash=False)
+    while canvas[..., :3].std() <= 10 and time.monotonic() < deadline:  # napari draws a new slice asynchronously
+        QApplication.processEvents()
+        time.sleep(0.1)
+        canvas = viewer.screenshot(canvas_only=True, flash=False)
+    assert canvas[..., :3].std() > 10, "the canvas shows nothing"
     shot = viewer.screenshot(str(path), canvas_only=False, flash=False)
     assert shot.shape[0] >= 1000 and shot.shape[1] >= 1800
-    canvas = viewer.screenshot(canvas_only=True, flash=False)
-    assert canvas[..., :3].std() > 10, "the canvas shows nothing"
     if os.environ.get("IM2IM_SCREENSHOT_DIR"):
         shutil.copy(path, Path(os.environ["IM2IM_SCREENSHOT_DIR"]) / "napari_widgets.png")
