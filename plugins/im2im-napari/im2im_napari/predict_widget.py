@@ -15,7 +15,7 @@ from im2im_core.errors import ConfigError
 from im2im_core.inference import Inference
 from im2im_napari.models import load
 from im2im_napari.prediction import LayerInput, LayerPrediction, PredictionCancelled, PredictionRequest, predict_layer
-from im2im_napari.qt_common import Relay, layer_combo, notify_error, path_text, start_worker
+from im2im_napari.qt_common import Relay, layer_combo, notify_error, optional_number, path_text, start_worker
 
 #: TTA choices, as ``prediction.inference.tta`` takes them.
 TTA_CHOICES = ("none", "flips", "rot90", "flips_rot90")
@@ -33,18 +33,6 @@ def _window(text: str) -> list[int] | None:
     if not sizes or min(sizes) < 1:
         raise ConfigError(f"window {text!r}: expected 'auto' or positive sizes such as '256, 256'")
     return sizes
-
-
-def _overlap(text: str) -> float | None:
-    """Empty: the framework's overlap; else a fraction in [0, 1)."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"overlap {text!r}: expected a fraction in [0, 1), or empty for the model's default") from None
-    return value
 
 
 class PredictWidget(QWidget):
@@ -98,7 +86,8 @@ class PredictWidget(QWidget):
         layer = self.layer.value
         if layer is None:
             raise ConfigError("no image layer chosen: open an image (or File > Open Sample > im2im) and choose it")
-        inference = Inference(roi_size=_window(self.window.value), overlap=_overlap(self.overlap.value), tta=self.tta.value)
+        overlap = optional_number(self.overlap.value, "overlap", "a fraction in [0, 1), or empty for the model's default")
+        inference = Inference(roi_size=_window(self.window.value), overlap=overlap, tta=self.tta.value)
         text = path_text(self.output_dir)
         output = Path(text).expanduser() if text else None
         layer_input = LayerInput(layer.name, layer.data, tuple(layer.scale), layer.rgb)

@@ -13,6 +13,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Signal
 
 from im2im_cli.main import user_message
+from im2im_core.errors import ConfigError
 
 LOGGER = logging.getLogger("im2im_napari")
 
@@ -44,6 +45,23 @@ def layer_combo(viewer: Any, label: str, *kinds: type, nullable: bool = False) -
     for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.changed):
         event.connect(lambda *_: combo.reset_choices())
     return combo
+
+
+def optional_number(text: str, what: str, expected: str) -> float | None:
+    """The number typed in a field, or None for an empty one.
+
+    Raises
+    ------
+    ConfigError
+        Naming the field (``what``) and the ``expected`` value, for text that is not a number.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{what} {text!r}: expected {expected}") from None
 
 
 def path_text(field: Any) -> str:

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from im2im_cli.main import run_lightning
 from im2im_core.errors import ConfigError
 from im2im_napari.live_plot import LivePlot
-from im2im_napari.qt_common import Relay, error_message, layer_combo, notify_error, path_text, start_worker
+from im2im_napari.qt_common import Relay, error_message, layer_combo, notify_error, optional_number, path_text, start_worker
 from im2im_napari.training import (
     LAYERS_FOLDER,
     LiveTraining,
@@ -51,14 +51,8 @@ def _sizes(text: str, what: str) -> list[int] | None:
 
 
 def _learning_rate(text: str) -> float | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"learning rate {text!r}: expected a number such as 0.001") from None
-    if value <= 0:
+    value = optional_number(text, "learning rate", "a number such as 0.001")
+    if value is not None and value <= 0:
         raise ConfigError(f"learning rate {text!r}: expected a positive number")
     return value
 

@@ -103,20 +103,23 @@ def test_a_3d_model_on_a_2d_layer_is_a_notification(make_napari_viewer: Any, wai
     assert "Traceback" not in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("case", ["no layer", "no model", "missing model", "bad window"])
+@pytest.mark.parametrize("case", ["no layer", "no model", "missing model", "bad window", "bad overlap"])
 def test_input_errors_are_notifications(make_napari_viewer: Any, wait_idle: Any, models: dict[str, Path],
                                         notifications: list[Any], tmp_path: Path, case: str) -> None:
     viewer = make_napari_viewer()
     layer = viewer.add_image(demo_image(), name="nuclei") if case != "no layer" else None
     widget = predict_widget(viewer, models["2d"], layer)
     expected = {"no layer": "no image layer chosen", "no model": "no model chosen",
-                "missing model": f"model {tmp_path / 'nothing.ckpt'} does not exist", "bad window": "window 'big'"}[case]
+                "missing model": f"model {tmp_path / 'nothing.ckpt'} does not exist", "bad window": "window 'big'",
+                "bad overlap": "overlap 'half': expected a fraction"}[case]
     if case == "no model":
         widget.model_path.line_edit.value = ""
     if case == "missing model":
         widget.model_path.value = tmp_path / "nothing.ckpt"
     if case == "bad window":
         widget.window.value = "big"
+    if case == "bad overlap":
+        widget.overlap.value = "half"
     widget.start()
     wait_idle(widget)
     assert len(errors(notifications)) == 1 and expected in errors(notifications)[0], errors(notifications)
