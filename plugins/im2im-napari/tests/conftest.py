@@ -23,6 +23,27 @@ def _display() -> None:
 
 
 @pytest.fixture
+def make_napari_viewer(qapp: Any) -> Iterator[Callable[..., Any]]:
+    """``make_napari_viewer(show=False)``: a new napari viewer, closed after the test.
+
+    Our own (napari's pytest plugin is disabled for the whole suite: its autouse fixtures doubled
+    the time of every other test).
+    """
+    import napari
+
+    viewers: list[Any] = []
+
+    def make(show: bool = False) -> Any:
+        viewer = napari.Viewer(show=show)
+        viewers.append(viewer)
+        return viewer
+
+    yield make
+    for viewer in viewers:
+        viewer.close()
+
+
+@pytest.fixture
 def notifications() -> Iterator[list[Any]]:
     """The napari notifications shown during the test (errors, infos), in order."""
     from napari.utils.notifications import notification_manager
