@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shutil
 import threading
 from collections.abc import Callable, Sequence
@@ -183,6 +184,12 @@ def _images(data: np.ndarray, layer: str, info: PresetInfo, rgb: bool) -> list[n
     return list(data) if space == info.spatial_dims + 1 else [data]
 
 
+def _written_here(folder: Path, path: Path) -> bool:
+    """Whether ``path`` is one of the files :func:`write_layers` writes (``IM`` or ``GT``/``image_NNNN.tif``)."""
+    relative = path.relative_to(folder).parts
+    return len(relative) == 2 and relative[0] in ("IM", "GT") and re.fullmatch(r"image_\d{4}\.tif", relative[1]) is not None
+
+
 def write_layers(run_dir: Path, preset: str, image: tuple[str, Any, bool],
                  target: tuple[str, Any] | None) -> Path:
     """Write an image layer (and its target layer) as the data folder ``run_dir/layers/{IM,GT}``.
@@ -212,6 +219,10 @@ def write_layers(run_dir: Path, preset: str, image: tuple[str, Any, bool],
                             f"({'x'.join(map(str, np.shape(target[1])))}) differ in shape; a target must cover its image")
     folder = Path(run_dir) / LAYERS_FOLDER
     if folder.exists():
+        foreign = [p for p in folder.rglob("*") if p.is_file() and not _written_here(folder, p)]
+        if foreign:
+            raise DataError(f"{folder} holds files the train widget did not write ({foreign[0]}, ...); it replaces that "
+                            f"folder on every run, so move them or choose another run folder")
         shutil.rmtree(folder)
     for sub, arrays in (("IM", images), ("GT", targets)):
         if arrays is None:
@@ -265,4 +276,5 @@ class LiveTraining(Callback):
         for callback in trainer.checkpoint_callbacks:
             if getattr(callback, "save_last", None) and getattr(callback, "dirpath", None):
                 name = callback.format_checkpoint_name({}, filename=callback.CHECKPOINT_NAME_LAST)
+                # saving, not loading: the full state (optimizer, loops) that resuming needs
                 trainer.save_checkpoint(name, weights_only=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ def _display() -> None:
 
     A fixture, not import-time code: pytest-xvfb sets ``DISPLAY`` after conftest files are imported.
     """
-    if not os.environ.get("DISPLAY"):
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 

@@ -57,3 +57,17 @@ def test_layer_result_drops_a_single_channel_and_keeps_the_scale() -> None:
     assert data.shape == (4, 4) and scale == (0.5, 0.25)
     data, scale = layer_result(np.zeros((2, 3, 4, 4)), "TCYX", (1.0, 0.5, 0.25))
     assert data.shape == (2, 3, 4, 4) and scale == (1.0, 1.0, 0.5, 0.25)
+
+
+def test_write_layers_replaces_only_its_own_folder(tmp_path) -> None:
+    from im2im_napari.training import write_layers
+
+    (images, _, _), (labels, _, _) = demo_training()
+    data = write_layers(tmp_path, "demo", ("nuclei", images[:3], False), ("labels", labels[:3]))
+    assert sorted(p.name for p in (data / "GT").iterdir()) == ["image_0000.tif", "image_0001.tif", "image_0002.tif"]
+    write_layers(tmp_path, "demo", ("nuclei", images[:2], False), ("labels", labels[:2]))  # its own files: replaced
+    assert len(list((data / "IM").iterdir())) == 2
+    (data / "IM" / "mine.tif").write_bytes(b"user data")
+    with pytest.raises(DataError, match="holds files the train widget did not write"):
+        write_layers(tmp_path, "demo", ("nuclei", images[:2], False), ("labels", labels[:2]))
+    assert (data / "IM" / "mine.tif").read_bytes() == b"user data"
