@@ -13,8 +13,9 @@ so that load on the machine hits all alike:
 - ``step_centroid``: the same with centroids.
 
 Data loading is not timed here (the batch is fixed); ``bench_data.py`` of the core measures it.
-Prints the median seconds of each case and its ratio network / case (1: the loss is free), and
-ends with one JSON line. Usage::
+The network is in the channels-last layout, as ``im2im fit`` trains on the CPU (``--layout
+contiguous`` for the default one). Prints the median seconds of each case and its ratio
+network / case (1: the loss is free), and ends with one JSON line. Usage::
 
     python plugins/im2im-embedseg/benchmarks/bench_train_step.py [--repeats 7] [--threads 2]
 """
@@ -61,12 +62,18 @@ def preset_model() -> dict:
     return yaml.safe_load(PRESET.read_text())["model"]["init_args"]
 
 
-def make_step(criterion: EmbedSegLoss | None, images: torch.Tensor, labels: torch.Tensor):
-    """One optimizer step of a fresh preset network (seeded) with ``criterion`` (None: the network-only limit)."""
+def make_step(criterion: EmbedSegLoss | None, images: torch.Tensor, labels: torch.Tensor, channels_last: bool = True):
+    """One optimizer step of a fresh preset network (seeded) with ``criterion`` (None: the network-only limit).
+
+    ``channels_last``: the network in the channels-last layout, as ``im2im fit`` trains on the CPU
+    (``Im2ImFramework(channels_last="auto")``).
+    """
     model = preset_model()
     torch.manual_seed(0)
     network = DecodedNetwork(BranchedERFNet(**model["backbone"]["init_args"]), offset_range=model["offset_range"],
                              sigma_init=model["sigma_init"])
+    if channels_last:
+        network = network.to(memory_format=torch.channels_last)
     module, name = model["optimizer"]["class_path"].rsplit(".", 1)
     optimizer = getattr(importlib.import_module(module), name)(network.parameters(), **model["optimizer"]["init_args"])
 
@@ -85,14 +92,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--layout", choices=["channels_last", "contiguous"], default="channels_last",
+                        help="the network's memory layout (im2im fit trains channels-last on the CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images, labels = real_batch()
     objects = sum(len(torch.unique(lab)) - 1 for lab in labels)
-    cases = {"network": make_step(None, images, labels),
-             "step_medoid": make_step(EmbedSegLoss(centre=preset_model()["centre"]), images, labels),
-             "step_approximate": make_step(EmbedSegLoss(centre="approximate_medoid"), images, labels),
-             "step_centroid": make_step(EmbedSegLoss(centre="centroid"), images, labels)}
+    last = args.layout == "channels_last"
+    cases = {"network": make_step(None, images, labels, last),
+             "step_medoid": make_step(EmbedSegLoss(centre=preset_model()["centre"]), images, labels, last),
+             "step_approximate": make_step(EmbedSegLoss(centre="approximate_medoid"), images, labels, last),
+             "step_centroid": make_step(EmbedSegLoss(centre="centroid"), images, labels, last)}
     for step in cases.values():  # warm-up: first-call allocations and kernel choices
         step()
     seconds: dict[str, list[float]] = {name: [] for name in cases}
@@ -106,7 +116,7 @@ def main() -> None:
           f"{args.repeats} interleaved repeats")
     for name, median in medians.items():
         print(f"{name:17s} median {median:7.3f} s   network / case {medians['network'] / median:5.3f}")
-    print(json.dumps({"bench": "embedseg_train_step", "threads": args.threads, "repeats": args.repeats,
+    print(json.dumps({"bench": "embedseg_train_step", "threads": args.threads, "repeats": args.repeats, "layout": args.layout,
                       "objects": objects, "median_seconds": {k: round(v, 4) for k, v in medians.items()},
                       "network_over_case": {k: round(medians["network"] / v, 3) for k, v in medians.items()}}))
 

@@ -46,6 +46,36 @@ def test_lovasz_hinge_matches_its_definition() -> None:
     np.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-12)
 
 
+def lovasz_by_full_sort(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Every entry of every row sorted (the textbook form), differentiable: the reference for the sparse sort."""
+    truth_f = truth.to(logits.dtype)
+    errors = 1.0 - logits * (2.0 * truth_f - 1.0)
+    errors_sorted, order = torch.sort(errors, dim=1, descending=True)
+    truth_sorted = torch.gather(truth_f, 1, order)
+    total = truth_sorted.sum(dim=1, keepdim=True)
+    jaccard = 1.0 - (total - truth_sorted.cumsum(dim=1)) / (total + (1.0 - truth_sorted).cumsum(dim=1))
+    increments = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+    return (torch.relu(errors_sorted) * increments).sum(dim=1)
+
+
+def test_lovasz_hinge_sorting_only_positive_errors_keeps_the_loss_and_its_gradient() -> None:
+    """Rows where most entries have no error (EmbedSeg's far pixels, membership 0): same loss and gradient."""
+    generator = torch.Generator().manual_seed(0)
+    phi = torch.rand(6, 400, generator=generator, dtype=torch.float64)  # no ties among positive errors
+    truth = torch.rand(6, 400, generator=generator) < 0.2
+    truth[4] = False
+    phi[:, 150:] = torch.where(truth[:, 150:], phi[:, 150:], 0.0)  # far background: membership exactly 0, error 0
+    phi[:, :30] = torch.where(truth[:, :30], 1.0, phi[:, :30])  # mask pixels at the centre: membership 1, error 0
+    for reference in (lovasz_by_full_sort, lovasz_hinge):
+        logits = (2.0 * phi - 1.0).requires_grad_()
+        loss = reference(logits, truth)
+        loss.sum().backward()
+        if reference is lovasz_by_full_sort:
+            expected_loss, expected_grad = loss.detach(), logits.grad
+    torch.testing.assert_close(loss.detach(), expected_loss, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(logits.grad, expected_grad, rtol=1e-12, atol=1e-12)
+
+
 def test_lovasz_hinge_is_zero_at_a_margin_of_one_and_positive_otherwise() -> None:
     truth = torch.tensor([[True, True, False, False]])
     assert lovasz_hinge(torch.tensor([[1.0, 2.0, -1.0, -3.0]]), truth).item() == 0.0
