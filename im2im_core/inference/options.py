@@ -11,7 +11,9 @@ from im2im_core.errors import ConfigError
 from im2im_core.inference.postprocess import Postprocess
 from im2im_core.inference.sliding_window import PaddingMode
 from im2im_core.inference.tta import TTAMode
-from im2im_core.inference.windows import BlendMode
+
+#: How windows are joined: measured choice, crop tiling, or blending weights (``windows.BlendMode``).
+TilingMode = Literal["auto", "crop", "gaussian", "constant"]
 
 #: Default largest window (pixels) when none is given: a 3D fnet (depth 4, 32 channels) needs
 #: about 1.2 kB per pixel of window on the CPU, so ~0.9 GB, and prediction stays under 2 GB.
@@ -35,8 +37,18 @@ class Inference:
         Fraction of a window shared with each neighbour; default: the framework's (0.25).
     sw_batch_size : int, optional
         Windows computed together; default: the framework's, 1 with an automatic window.
-    mode : {"gaussian", "constant"}
-        Blending of overlapping windows.
+    mode : {"auto", "crop", "gaussian", "constant"}
+        How overlapping windows are joined. ``crop``: neighbours overlap by twice ``halo`` and
+        each keeps only its part away from the shared border, exact (one whole-image pass up to
+        float rounding) when the network's receptive field fits in the halo. ``gaussian`` and
+        ``constant``: blended with those weights (``overlap``). ``auto``: ``crop`` with the
+        receptive field measured on the network (``receptive_field.py``) where the network is
+        local and translation-equivariant and crop tiling computes no more pixels than
+        blending would, else ``gaussian``.
+    halo : list of int, optional
+        Pixels a window gives up at each shared border in ``crop`` mode, one entry per spatial
+        axis of the network; default: measured. A halo smaller than the receptive field makes
+        crop tiling approximate.
     sigma_scale : float
         Standard deviation of the Gaussian, a fraction of the window.
     edge_trim : float
@@ -62,7 +74,8 @@ class Inference:
     max_window_voxels: int = DEFAULT_MAX_WINDOW_VOXELS
     overlap: float | None = None
     sw_batch_size: int | None = None
-    mode: BlendMode = "gaussian"
+    mode: TilingMode = "auto"
+    halo: list[int] | None = None
     sigma_scale: float = 0.125
     edge_trim: float = 0.25
     align: int | None = None
@@ -81,6 +94,9 @@ class Inference:
             (self.sigma_scale > 0, f"sigma_scale {self.sigma_scale} must be > 0"),
             (0 <= self.edge_trim < 0.5, f"edge_trim {self.edge_trim} must be in [0, 0.5)"),
             (self.align is None or self.align >= 1, f"align {self.align} must be >= 1"),
+            (self.mode in ("auto", "crop", "gaussian", "constant"),
+             f"mode {self.mode!r} must be one of auto, crop, gaussian, constant"),
+            (self.halo is None or all(int(h) >= 0 for h in self.halo), f"halo {self.halo} must be numbers of pixels >= 0"),
             (not isinstance(self.roi_size, list) or all(int(r) >= 1 for r in self.roi_size),
              f"roi_size {self.roi_size} must be positive numbers of pixels"),
         ]

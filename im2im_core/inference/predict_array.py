@@ -28,9 +28,10 @@ from im2im_core.inference.options import Inference
 from im2im_core.inference.outputs import ZarrOutput, default_chunks
 from im2im_core.inference.plain_network import PlainNetwork, first_convolution_dims
 from im2im_core.inference.postprocess import Postprocess
+from im2im_core.inference.receptive_field import Locality, measure_locality
 from im2im_core.inference.sliding_window import computed, predict_windows
 from im2im_core.inference.tta import with_tta
-from im2im_core.inference.windows import MAX_AUTO_ALIGN, auto_window
+from im2im_core.inference.windows import MAX_AUTO_ALIGN, auto_align, auto_window, tiling_work
 from im2im_core.protocols import FRAMEWORK_METHODS, Framework, WindowDefaults, is_framework
 
 #: Elements read to estimate the normalization percentiles of a lazy (out-of-core) image.
@@ -223,6 +224,70 @@ def _resolve_window(options: Inference, defaults: WindowDefaults, spatial: tuple
     return ([1] * (len(spatial) - net_dims) + roi), batch
 
 
+@dataclasses.dataclass(frozen=True)
+class Tiling:
+    """How one image is cut into windows: window, windows per batch, joining mode, halo, alignment."""
+
+    roi: list[int]
+    batch: int
+    mode: str
+    overlap: float
+    halo: list[int] | None
+    align: int | None
+
+
+def _resolve_tiling(settings: Inference, defaults: WindowDefaults, spatial: tuple[int, ...], net_dims: int,
+                    measure: Callable[[list[int], int, list[int] | None], Locality | None]) -> Tiling:
+    """Crop tiling where it is exact and no more work than blending (``mode`` auto), else blending.
+
+    ``measure(roi, align, limit)`` gives the network's halo per spatial axis and pixel grid at
+    windows of ``roi``, or None where it is not local or its halo exceeds ``limit``
+    (``receptive_field.measure_locality``); it runs only when the choice needs it. In ``auto``
+    mode a halo above the blend's overlap on either side could not make crop tiling cheaper, so
+    the measurement stops there.
+    """
+    roi, batch = _resolve_window(settings, defaults, spatial, net_dims)
+    overlap = settings.overlap if settings.overlap is not None else defaults.overlap
+    blend = Tiling(roi, batch, "gaussian" if settings.mode in ("auto", "crop") else settings.mode, overlap, None,
+                   settings.align)
+    if settings.mode in ("gaussian", "constant"):
+        return blend
+    align = settings.align or auto_align(roi)
+    if settings.mode == "auto" and tiling_work(spatial, roi, overlap, align) == math.prod(
+            max(r, math.ceil(s / align) * align) for s, r in zip(spatial, roi)):
+        return blend  # one window covers the image: nothing to join
+    limit = [math.ceil(overlap * r) for r in roi] if settings.mode == "auto" and settings.halo is None else None
+    locality = measure(roi, align, limit)
+    if settings.halo is not None:
+        if len(settings.halo) != net_dims:
+            raise ConfigError(f"prediction.inference.halo {settings.halo} needs {net_dims} entries, one per spatial axis "
+                              f"of the network")
+        halo = [0] * (len(spatial) - net_dims) + [int(h) for h in settings.halo]  # the user's halo; the grid still measured
+        locality = Locality(halo, locality.grid if locality is not None else align)
+    if locality is None:
+        if settings.mode == "crop":
+            raise ConfigError("prediction.inference.mode crop: the network's output at a pixel depends on the whole window "
+                              "(instance or group norms, attention, or a receptive field wider than half the window); "
+                              "use mode gaussian, or give prediction.inference.halo to crop anyway (approximate)")
+        return blend
+    grid = settings.align or locality.grid  # windows on the network's own grid: they end where the image does
+    requested = settings.roi_size if settings.roi_size is not None else defaults.roi_size
+    crop_roi = roi
+    try:
+        if requested is None or requested == "auto":
+            plane = auto_window(spatial[-net_dims:], max(1, settings.max_window_voxels // batch), overlap, grid,
+                                halo=locality.halo[-net_dims:])
+            crop_roi = [1] * (len(spatial) - net_dims) + plane
+        crop_work = tiling_work(spatial, crop_roi, overlap, grid, locality.halo)
+    except ValueError as exc:  # the halo leaves no core inside the window
+        if settings.mode == "crop":
+            raise ConfigError(f"prediction.inference.mode crop: {exc}; use a larger roi_size or mode gaussian") from None
+        return blend
+    if settings.mode == "auto" and crop_work > tiling_work(spatial, roi, overlap, align):
+        return blend
+    return Tiling(crop_roi, batch, "crop", overlap, locality.halo, grid)
+
+
 def build_predictor(framework: Framework, options: Inference, device: torch.device,
                     image_dims: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """The function from a batch of windows to raw outputs: optimized network, TTA, AMP, slicing."""
@@ -387,10 +452,17 @@ def _predict(framework: Framework, module: nn.Module, array: Any, dims: str | No
     if len(spatial) != net_dims and not (settings.slice_by_slice and net_dims == 2 and len(spatial) == 3):
         hint = "; set slice_by_slice to apply a 2D network to each plane" if net_dims == 2 and len(spatial) == 3 else ""
         raise ConfigError(f"a {net_dims}D network cannot predict an image with spatial axes {dims!r}{hint}")
-    defaults = framework.window_defaults()
-    roi, batch = _resolve_window(settings, defaults, spatial, net_dims)
-    overlap = settings.overlap if settings.overlap is not None else defaults.overlap
     predictor = build_predictor(framework, settings, device, len(spatial))
+    channels = int(array.shape[dims.index("C")]) if "C" in dims else 1
+
+    def measure(roi: list[int], align: int, limit: list[int] | None) -> Locality | None:
+        probe = build_predictor(framework, dataclasses.replace(settings, amp=False), device, len(spatial)) \
+            if settings.amp else predictor
+        key = (tuple(roi), channels, align, None if limit is None else tuple(limit), settings.tta, settings.slice_by_slice,
+               settings.optimize, str(device))
+        return measure_locality(probe, channels, roi, align, device, limit, owner=module, key=key)
+
+    tiling = _resolve_tiling(settings, framework.window_defaults(), spatial, net_dims, measure)
     whole = isinstance(postprocess, Postprocess) and postprocess.needs_whole_image
     source = _lazy(array)
     emit_multiple = default_chunks(spatial, spatial_letters) if store is not None and not whole else 1
@@ -401,11 +473,11 @@ def _predict(framework: Framework, module: nn.Module, array: Any, dims: str | No
             image = image if "C" in dims else image[None]
             stats = _normalization(image, normalize)
             prepare, restore = _finite(image, _normalizer(stats)), _restorer(stats, framework)
-            predict_windows(predictor, image, roi, overlap, batch, settings.mode, sigma_scale=settings.sigma_scale,
-                            edge_trim=settings.edge_trim,
-                            align=settings.align, padding_mode=settings.padding_mode, device=device, prepare=prepare,
+            predict_windows(predictor, image, tiling.roi, tiling.overlap, tiling.batch, tiling.mode,  # type: ignore[arg-type]
+                            sigma_scale=settings.sigma_scale, edge_trim=settings.edge_trim, align=tiling.align,
+                            padding_mode=settings.padding_mode, device=device, prepare=prepare,
                             sink=lambda region, block, i=index, r=restore: collector.add(i, region, r(block)),
-                            progress=progress, emit_multiple=emit_multiple)
+                            progress=progress, emit_multiple=emit_multiple, halo=tiling.halo)
     if not whole:
         return collector.target if store is None else None  # type: ignore[return-value]
     result = _whole_image(collector.target, collector.out_dims, postprocess)  # type: ignore[arg-type]

@@ -7,6 +7,12 @@ the same idea (overlapping windows, Gaussian or constant blending) but sweeps th
 the band's input slab and an output buffer one window thick are in memory; finished rows go
 to a ``sink`` (an in-memory tensor, or an OME-Zarr store) as soon as no later window touches
 them.
+
+Windows are either blended (``gaussian`` or ``constant`` weights, MONAI's way) or cropped
+(``crop``): neighbours overlap by twice a halo, and each window's output is kept only away
+from the borders it shares (``windows.crop_cores``), copied without weights. Crop tiling is
+exact, one whole-image pass up to float rounding, for a network whose receptive field fits in
+the halo (``receptive_field.py`` measures it).
 """
 
 from __future__ import annotations
@@ -21,10 +27,20 @@ import torch
 import torch.nn.functional as F
 
 from im2im_core.errors import DataError
-from im2im_core.inference.windows import BlendMode, auto_align, axis_profiles, axis_starts, axis_total, outer, window_profile
+from im2im_core.inference.windows import (
+    BlendMode,
+    auto_align,
+    axis_profiles,
+    axis_starts,
+    axis_total,
+    crop_cores,
+    outer,
+    window_profile,
+)
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
-#: ``sink(region, block)``: ``block`` ``(C, ...)`` is the final output at ``region`` (one slice per spatial axis).
+#: ``sink(region, block)``: ``block`` ``(C, ...)`` is the final output at ``region`` (one slice per spatial axis);
+#: it may be a view of an internal buffer, valid until ``sink`` returns (copy what you keep).
 Sink = Callable[[tuple[slice, ...], torch.Tensor], None]
 PaddingMode = Literal["constant", "reflect", "replicate"]
 
@@ -33,7 +49,8 @@ def read_region(image: Any, region: tuple[slice, ...]) -> torch.Tensor:
     """``image[region]`` as a tensor, for a torch tensor, numpy, zarr or dask array."""
     if isinstance(image, torch.Tensor):
         return image[region]
-    return torch.from_numpy(np.ascontiguousarray(computed(image[region])))
+    part = computed(image[region])  # may be strided (a lazy image read with its axes moved): windows copy it anyway
+    return torch.from_numpy(part if all(stride > 0 for stride in part.strides) else np.ascontiguousarray(part))
 
 
 def computed(part: Any) -> np.ndarray:
@@ -99,7 +116,7 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
                     device: torch.device | str | None = None, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     sink: Sink | None = None, progress: Callable[[int, int], None] | None = None,
                     axis: int | None = None, block_bytes: int = 2**25,
-                    emit_multiple: int | Sequence[int] = 1) -> torch.Tensor | None:
+                    emit_multiple: int | Sequence[int] = 1, halo: Sequence[int] | None = None) -> torch.Tensor | None:
     """Blend the predictions of overlapping windows of one image ``(C, *spatial)``.
 
     Parameters
@@ -114,8 +131,9 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
         Fraction of a window shared with its neighbour along each axis, in ``[0, 1)``.
     sw_batch_size : int
         Windows passed to ``predictor`` at once.
-    mode : {"gaussian", "constant"}
-        Blending weights; ``gaussian`` gives less weight to window borders.
+    mode : {"gaussian", "constant", "crop"}
+        Blending weights (``gaussian`` gives less weight to window borders), or crop tiling
+        with ``halo`` (``overlap``, ``sigma_scale`` and ``edge_trim`` then do not apply).
     sigma_scale : float
         Standard deviation of the Gaussian as a fraction of the window size.
     edge_trim : float
@@ -132,7 +150,8 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
         Applied to the pixels of each window before it is padded (e.g. normalization).
     sink : callable, optional
         ``sink(region, block)``: ``block`` ``(C_out, ...)`` is final output for ``region`` (one
-        slice per spatial axis); default: fill and return one tensor (on the image's device).
+        slice per spatial axis), valid until ``sink`` returns (it may be a view of an internal
+        buffer); default: fill and return one tensor (on the image's device).
     progress : callable, optional
         Called as ``progress(done, total)`` with the numbers of windows after each batch.
     axis : int, optional
@@ -143,6 +162,9 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
         Blocks start and end at multiples of this along the swept axis (one entry per spatial
         axis, or one for all), except at the image end: finished rows wait until then. Zarr
         chunk sizes make writes whole-chunk, which is several times faster.
+    halo : sequence of int, optional
+        With ``mode="crop"``: pixels each window gives up at each border it shares with another
+        window, one entry per spatial axis (the network's receptive-field radius for exact tiling).
 
     Returns
     -------
@@ -157,10 +179,17 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
     order = [axis, *(a for a in range(len(spatial)) if a != axis)]  # swept axis first, internally
     roi, size = [int(roi_size[a]) for a in order], [spatial[a] for a in order]
     align = auto_align(roi) if align is None else align
-    starts = [axis_starts(s, r, overlap, align) for s, r in zip(size, roi)]
+    crop = mode == "crop"
+    if crop and (halo is None or len(halo) != len(spatial)):
+        raise ValueError(f"crop tiling needs a halo per spatial axis ({len(spatial)}), got {halo}")
+    halos = [int(halo[a]) for a in order] if crop and halo is not None else [None] * len(spatial)
+    starts = [axis_starts(s, r, overlap, align, h) for s, r, h in zip(size, roi, halos)]
     extents = [st[-1] + r for st, r in zip(starts, roi)]
-    profiles = [axis_profiles(st, window_profile(r, mode, sigma_scale), edge_trim) for st, r in zip(starts, roi)]
-    totals = [axis_total(st, p, e).float() for st, p, e in zip(starts, profiles, extents)]
+    if crop:
+        cores = [crop_cores(st, r, e) for st, r, e in zip(starts, roi, extents)]
+    else:
+        profiles = [axis_profiles(st, window_profile(r, mode, sigma_scale), edge_trim) for st, r in zip(starts, roi)]
+        totals = [axis_total(st, p, e).float() for st, p, e in zip(starts, profiles, extents)]
     index = [{start: k for k, start in enumerate(st)} for st in starts]
     out_device = image.device if isinstance(image, torch.Tensor) else torch.device("cpu")
     device = torch.device(device) if device is not None else out_device
@@ -201,6 +230,11 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
             if buffer is None:
                 buffer = torch.zeros((outputs.shape[1], roi[0], *extents[1:]), device=out_device)
             for o, output in zip(batch, outputs):
+                if crop:  # the window's core, copied: cores tile the image
+                    kept = [cores[0][band], *(cores[a + 1][index[a + 1][s]] for a, s in enumerate(o))]
+                    region = (slice(None), *(slice(s + lo, s + hi) for s, (lo, hi) in zip((0, *o), kept)))
+                    buffer[region] = output[(slice(None), *(slice(lo, hi) for lo, hi in kept))]
+                    continue
                 region = (slice(None), slice(0, roi[0]), *(slice(s, s + r) for s, r in zip(o, roi[1:])))
                 factors = [profiles[0][band], *(profiles[a + 1][index[a + 1][s]] for a, s in enumerate(o))]
                 buffer[region] += output * outer(factors).to(out_device, torch.float32)
@@ -213,8 +247,11 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
         step = max(1, block_bytes // row_bytes // multiple) * multiple
         for first in range(start, min(following, size[0]), step):
             last = min(first + step, following, size[0])
-            block = buffer[(slice(None), slice(first - start, last - start), *(slice(0, n) for n in size[1:]))] / \
-                totals[0][first:last].to(out_device).view(1, -1, *[1] * (len(size) - 1))
+            block = buffer[(slice(None), slice(first - start, last - start), *(slice(0, n) for n in size[1:]))]
+            if crop:  # a view of the buffer: the sink copies it before the buffer moves on
+                emit(first, block)
+                continue
+            block = block / totals[0][first:last].to(out_device).view(1, -1, *[1] * (len(size) - 1))
             for a in range(1, len(size)):
                 shape = [1] * (len(size) + 1)
                 shape[a + 1] = -1

@@ -33,13 +33,15 @@ def padded_extent(size: int, window: int, align: int) -> int:
     return max(window, math.ceil(size / align) * align)
 
 
-def axis_starts(size: int, window: int, overlap: float, align: int = 1) -> list[int]:
+def axis_starts(size: int, window: int, overlap: float, align: int = 1, halo: int | None = None) -> list[int]:
     """Starts of the windows along one axis of length ``size``.
 
     Starts are multiples of ``align`` (so a network that downsamples sees every window on the
     pixel grid of the whole image) and spread evenly from 0 to ``padded_extent - window``;
-    neighbours overlap by at least ``overlap * window`` pixels. Where a step of ``align``
-    would already be too long for that overlap, ``align`` is halved until it is not.
+    neighbours overlap by at least ``overlap * window`` pixels, or by ``2 * halo`` pixels when
+    ``halo`` is given (crop tiling, see :func:`crop_cores`). Where a step of ``align`` would
+    already be too long for a blending overlap, ``align`` is halved until it is not; crop tiling
+    keeps ``align`` (its exactness needs it) and raises instead.
 
     Parameters
     ----------
@@ -48,19 +50,27 @@ def axis_starts(size: int, window: int, overlap: float, align: int = 1) -> list[
     window : int
         Window length, a multiple of ``align``.
     overlap : float
-        Fraction of the window shared by neighbours, in ``[0, 1)``.
+        Fraction of the window shared by neighbours, in ``[0, 1)``; unused with ``halo``.
     align : int
         Multiple that every start is.
+    halo : int, optional
+        Pixels each window gives up at a border it shares with a neighbour.
     """
     if window == 1:
         return list(range(size))
     if window % align:
         raise ValueError(f"window size {window} is not a multiple of the alignment {align}")
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    longest = int(window * (1 - overlap))
-    while align > 1 and longest < align:
-        align //= 2
+    if halo is not None:
+        longest = window - 2 * halo
+        if longest < align:
+            raise ValueError(f"a window of {window} pixels keeps no aligned core inside a halo of {halo} on both sides "
+                             f"(alignment {align})")
+    else:
+        if not 0 <= overlap < 1:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        longest = int(window * (1 - overlap))
+        while align > 1 and longest < align:
+            align //= 2
     units = (padded_extent(size, window, align) - window) // align
     if units == 0:
         return [0]
@@ -72,6 +82,18 @@ def axis_starts(size: int, window: int, overlap: float, align: int = 1) -> list[
         position += small + (1 if i < extra else 0)
         starts.append(position * align)
     return starts
+
+
+def crop_cores(starts: Sequence[int], window: int, extent: int) -> list[tuple[int, int]]:
+    """The part of each window that crop tiling keeps, ``(first, end)`` relative to its start.
+
+    Neighbouring windows hand over in the middle of their overlap, so each keeps at least half
+    of it as margin from its inner border; the first window keeps its start, the last its end
+    (at ``extent``, the image's end or its padding). The kept parts tile ``0..extent`` exactly.
+    """
+    cuts = [(starts[k + 1] + starts[k] + window) // 2 for k in range(len(starts) - 1)]
+    bounds = [0, *cuts, extent]
+    return [(bounds[k] - start, bounds[k + 1] - start) for k, start in enumerate(starts)]
 
 
 def window_profile(window: int, mode: BlendMode = "gaussian", sigma_scale: float = 0.125) -> torch.Tensor:
@@ -137,42 +159,55 @@ def outer(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
     return result
 
 
-def _axis_options(size: int, smallest: int, overlap: float, align: int) -> list[tuple[int, int]]:
+def _axis_options(size: int, smallest: int, overlap: float, align: int, halo: int | None = None) -> list[tuple[int, int]]:
     """``(window, count)`` for each count of windows along an axis: the smallest aligned window
     of at least ``smallest`` pixels that covers ``size`` with that many windows.
     """
     full = max(align, math.ceil(size / align) * align)
+    if halo is not None:
+        smallest = max(smallest, 2 * halo + align)
     options: dict[int, int] = {}
     for window in range(full, min(full, max(align, smallest)) - 1, -align):
-        options[len(axis_starts(size, window, overlap, align))] = window
+        options[len(axis_starts(size, window, overlap, align, halo))] = window
     return sorted((w, n) for n, w in options.items())
 
 
 def auto_window(shape: Sequence[int], max_voxels: int, overlap: float = 0.25, align: int = MAX_AUTO_ALIGN,
-                min_side: int = 64) -> list[int]:
+                min_side: int = 64, halo: Sequence[int] | None = None) -> list[int]:
     """The window of at most ``max_voxels`` pixels that covers ``shape`` with the least work.
 
     Work is the number of windows times their size (pixels computed, overlaps included).
     Sides are multiples of ``align``; a side that splits its axis is at least ``min_side``
     and a quarter of the window's longest side, so that deep networks see enough context
     everywhere (a whole axis may be thinner: a 16-plane stack stays one window deep). Among
-    windows of equal work the largest wins.
+    windows of equal work the largest wins, then the one with the thinnest band (one window
+    thick, the image wide: what streaming prediction holds in memory). With ``halo`` (one
+    entry per axis), neighbours overlap by twice the halo instead of ``overlap`` (crop tiling).
 
     Raises
     ------
     ValueError
         If no such window fits in ``max_voxels``.
     """
-    options = [_axis_options(size, min_side, overlap, align) for size in shape]
-    best: tuple[int, int, tuple[int, ...]] | None = None
+    halos = list(halo) if halo is not None else [None] * len(shape)
+    options = [_axis_options(size, min_side, overlap, align, h) for size, h in zip(shape, halos)]
+    best: tuple[int, int, int, tuple[int, ...]] | None = None
     for combo in itertools.product(*options):
         voxels = math.prod(w for w, _ in combo)
         longest = max(w for w, _ in combo)
         if voxels > max_voxels or any(n > 1 and 4 * w < longest for w, n in combo):
             continue
-        key = (math.prod(w * n for w, n in combo), -voxels, tuple(w for w, _ in combo))
+        band = min(w * math.prod(size for b, size in enumerate(shape) if b != a) for a, (w, _) in enumerate(combo))
+        key = (math.prod(w * n for w, n in combo), -voxels, band, tuple(w for w, _ in combo))
         if best is None or key < best:
             best = key
     if best is None:
         raise ValueError(f"no window of multiples of {align} pixels, sides of at least {min_side}, fits in {max_voxels} pixels")
-    return list(best[2])
+    return list(best[3])
+
+
+def tiling_work(shape: Sequence[int], window: Sequence[int], overlap: float, align: int,
+                halo: Sequence[int] | None = None) -> int:
+    """Pixels computed to cover ``shape`` with ``window``: windows times their size, overlaps included."""
+    halos = list(halo) if halo is not None else [None] * len(shape)
+    return math.prod(len(axis_starts(s, w, overlap, align, h)) * w for s, w, h in zip(shape, window, halos))
