@@ -17,8 +17,10 @@ the halo (``receptive_field.py`` measures it).
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import math
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -54,10 +56,18 @@ def read_region(image: Any, region: tuple[slice, ...]) -> torch.Tensor:
 
 
 def computed(part: Any) -> np.ndarray:
-    """``part`` in memory (a lazy array computed); a file behind it that cannot be read is one clear error."""
+    """``part`` in memory (a lazy array computed); a file behind it that cannot be read is one clear error.
+
+    A dask array's chunks are stored straight into one array allocated once (``dask.array.store``):
+    computing it would concatenate them axis by axis, holding several copies of a band at once.
+    """
     if not hasattr(part, "compute"):
         return np.asarray(part)
     try:
+        if hasattr(part, "store"):
+            target = np.empty(part.shape, part.dtype)
+            part.store(target, lock=False)  # chunks fill disjoint regions
+            return target
         return np.asarray(part.compute())
     except Exception as exc:  # the file behind a lazy image: truncated or damaged
         reason = str(exc).splitlines()[0] if str(exc) else ""
@@ -258,5 +268,32 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
                 block /= totals[a][: size[a]].to(out_device).view(shape)
             emit(first, block)
         _shift(buffer, following - start)
+        del slab, outputs  # before the next band is read: never two slabs at once
+        release_freed_memory()
     return result[0] if sink is None else None
+
+
+def release_freed_memory() -> None:
+    """Hand memory that was freed back to the operating system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    glibc keeps freed blocks under its mmap threshold (up to 32 MB: the chunk arrays of a lazy
+    read, zarr's encode buffers) in its heaps, where the next band's larger blocks do not fit,
+    so a streamed prediction's resident memory creeps up by about 0.1 GB on a 2 GB volume.
+    Trimming once per band costs a few milliseconds. Dask's distributed workers do the same.
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> Any:
+    if sys.platform != "linux":
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # musl or another C library
+        return None
+
+
+_LIBC = _glibc()
 
