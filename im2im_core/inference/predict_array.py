@@ -31,7 +31,7 @@ from im2im_core.inference.postprocess import Postprocess
 from im2im_core.inference.receptive_field import Locality, measure_locality
 from im2im_core.inference.sliding_window import computed, predict_windows
 from im2im_core.inference.tta import with_tta
-from im2im_core.inference.windows import MAX_AUTO_ALIGN, auto_align, auto_window, tiling_work
+from im2im_core.inference.windows import MAX_AUTO_ALIGN, auto_align, auto_window, axis_starts, tiling_work
 from im2im_core.protocols import FRAMEWORK_METHODS, Framework, WindowDefaults, is_framework
 
 #: Elements read to estimate the normalization percentiles of a lazy (out-of-core) image.
@@ -237,14 +237,15 @@ class Tiling:
 
 
 def _resolve_tiling(settings: Inference, defaults: WindowDefaults, spatial: tuple[int, ...], net_dims: int,
-                    measure: Callable[[list[int], int, list[int] | None], Locality | None]) -> Tiling:
+                    measure: Callable[[list[int], int, list[int | None]], Locality | None]) -> Tiling:
     """Crop tiling where it is exact and no more work than blending (``mode`` auto), else blending.
 
     ``measure(roi, align, limit)`` gives the network's halo per spatial axis and pixel grid at
     windows of ``roi``, or None where it is not local or its halo exceeds ``limit``
-    (``receptive_field.measure_locality``); it runs only when the choice needs it. In ``auto``
-    mode a halo above the blend's overlap on either side could not make crop tiling cheaper, so
-    the measurement stops there.
+    (``receptive_field.measure_locality``); it runs only when the choice needs it. An axis that
+    one window covers is not measured (no seam crosses it) and stays whole. In ``auto`` mode a
+    halo above the blend's overlap on either side could not make crop tiling cheaper, so the
+    measurement stops there.
     """
     roi, batch = _resolve_window(settings, defaults, spatial, net_dims)
     overlap = settings.overlap if settings.overlap is not None else defaults.overlap
@@ -256,7 +257,8 @@ def _resolve_tiling(settings: Inference, defaults: WindowDefaults, spatial: tupl
     if settings.mode == "auto" and tiling_work(spatial, roi, overlap, align) == math.prod(
             max(r, math.ceil(s / align) * align) for s, r in zip(spatial, roi)):
         return blend  # one window covers the image: nothing to join
-    limit = [math.ceil(overlap * r) for r in roi] if settings.mode == "auto" and settings.halo is None else None
+    whole = [len(axis_starts(s, r, overlap, align)) == 1 for s, r in zip(spatial, roi)]  # axes no seam crosses
+    limit = [None if w else math.ceil(overlap * r) if settings.mode == "auto" else r for w, r in zip(whole, roi)]
     locality = measure(roi, align, limit)
     if settings.halo is not None:
         if len(settings.halo) != net_dims:
@@ -275,8 +277,10 @@ def _resolve_tiling(settings: Inference, defaults: WindowDefaults, spatial: tupl
     crop_roi = roi
     try:
         if requested is None or requested == "auto":
+            keep_whole = [max(r, math.ceil(s / grid) * grid) if w else h  # an axis whole in one window stays so
+                          for s, r, w, h in zip(spatial, roi, whole, locality.halo)]
             plane = auto_window(spatial[-net_dims:], max(1, settings.max_window_voxels // batch), overlap, grid,
-                                halo=locality.halo[-net_dims:])
+                                halo=keep_whole[-net_dims:])
             crop_roi = [1] * (len(spatial) - net_dims) + plane
         crop_work = tiling_work(spatial, crop_roi, overlap, grid, locality.halo)
     except ValueError as exc:  # the halo leaves no core inside the window
@@ -455,10 +459,10 @@ def _predict(framework: Framework, module: nn.Module, array: Any, dims: str | No
     predictor = build_predictor(framework, settings, device, len(spatial))
     channels = int(array.shape[dims.index("C")]) if "C" in dims else 1
 
-    def measure(roi: list[int], align: int, limit: list[int] | None) -> Locality | None:
+    def measure(roi: list[int], align: int, limit: list[int | None]) -> Locality | None:
         probe = build_predictor(framework, dataclasses.replace(settings, amp=False), device, len(spatial)) \
             if settings.amp else predictor
-        key = (tuple(roi), channels, align, None if limit is None else tuple(limit), settings.tta, settings.slice_by_slice,
+        key = (tuple(roi), channels, align, tuple(limit), settings.tta, settings.slice_by_slice,
                settings.optimize, str(device))
         return measure_locality(probe, channels, roi, align, device, limit, owner=module, key=key)
 

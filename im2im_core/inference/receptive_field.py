@@ -111,7 +111,7 @@ class Locality:
 
 
 def measure_locality(predictor: Predictor, channels: int, roi: Sequence[int], align: int,
-                     device: torch.device | str = "cpu", limit: Sequence[int] | None = None,
+                     device: torch.device | str = "cpu", limit: Sequence[int | None] | None = None,
                      owner: object | None = None, key: tuple | None = None) -> Locality | None:
     """The receptive field and pixel grid of ``predictor`` at windows of ``roi``; None if it is not local.
 
@@ -127,9 +127,10 @@ def measure_locality(predictor: Predictor, channels: int, roi: Sequence[int], al
         Largest grid looked for (window starts are multiples of it).
     device : torch.device or str
         Where ``predictor`` runs.
-    limit : sequence of int, optional
-        Largest halo of use per axis (a wider one is reported as None after one pass);
-        default: half the window.
+    limit : sequence of int or None, optional
+        Largest halo of use per axis (a wider one is reported as None after one pass); an entry
+        None: the axis is not measured (halo 0: no seam crosses it, one window covers it);
+        default: half the window on every axis.
     owner, key : optional
         Cache the result under ``key`` for as long as ``owner`` (e.g. the framework) lives; the
         receptive field is a property of the architecture, not of the weights.
@@ -149,10 +150,10 @@ def measure_locality(predictor: Predictor, channels: int, roi: Sequence[int], al
     with torch.inference_mode():
         probes = {}
         for axis, size in enumerate(roi):  # every axis' widest useful halo first: a non-local network fails fast
-            if int(size) == 1:
+            if int(size) == 1 or (limit is not None and limit[axis] is None):
                 continue
             probe = _AxisProbe(predictor, channels, roi, axis, align, generator, torch.device(device))
-            highest = probe.widest if limit is None else min(probe.widest, int(limit[axis]))
+            highest = probe.widest if limit is None else min(probe.widest, int(limit[axis]))  # type: ignore[arg-type]
             if highest < 0 or not probe.unchanged_beyond(highest):
                 local = False
                 break

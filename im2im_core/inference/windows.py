@@ -62,6 +62,8 @@ def axis_starts(size: int, window: int, overlap: float, align: int = 1, halo: in
         raise ValueError(f"window size {window} is not a multiple of the alignment {align}")
     if halo is not None:
         longest = window - 2 * halo
+        if (padded_extent(size, window, align) - window) // align == 0:
+            return [0]  # one window covers the axis: no border is shared, whatever the halo
         if longest < align:
             raise ValueError(f"a window of {window} pixels keeps no aligned core inside a halo of {halo} on both sides "
                              f"(alignment {align})")

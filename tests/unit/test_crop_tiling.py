@@ -128,6 +128,9 @@ def test_auto_mode_crops_a_local_network_and_blends_the_others():
     assert _tiling(_unet("instance"), (600, 700), max_window_voxels=2**16).mode == "gaussian"
     assert _tiling(_unet("batch"), (600, 700), max_window_voxels=2**16, mode="gaussian").mode == "gaussian"
     assert _tiling(_unet("batch"), (60, 70)).mode == "gaussian"  # one window: nothing to join, nothing measured
+    strip = _tiling(_unet("batch"), (60, 3000), max_window_voxels=2**14)  # Y fits one window: no seam crosses it
+    assert strip.mode == "crop" and strip.halo is not None and strip.halo[0] == 0 and strip.halo[1] > 0
+    assert strip.roi[0] >= 60
     with pytest.raises(ConfigError, match="mode crop"):
         _tiling(_unet("instance"), (600, 700), max_window_voxels=2**16, mode="crop")
     forced = _tiling(_unet("instance"), (600, 700), max_window_voxels=2**16, mode="crop", halo=[8, 8])
