@@ -13,8 +13,8 @@ so that load on the machine hits all alike:
 - ``step_centroid``: the same with centroids.
 
 Data loading is not timed here (the batch is fixed); ``bench_data.py`` of the core measures it.
-The network is in the channels-last layout, as ``im2im fit`` trains on the CPU (``--layout
-contiguous`` for the default one). Prints the median seconds of each case and its ratio
+The network is in the default memory layout, as EmbedSeg trains (``--layout channels_last`` for
+the other). Prints the median seconds of each case and its ratio
 network / case (1: the loss is free), and ends with one JSON line. Usage::
 
     python plugins/im2im-embedseg/benchmarks/bench_train_step.py [--repeats 7] [--threads 2]
@@ -62,11 +62,11 @@ def preset_model() -> dict:
     return yaml.safe_load(PRESET.read_text())["model"]["init_args"]
 
 
-def make_step(criterion: EmbedSegLoss | None, images: torch.Tensor, labels: torch.Tensor, channels_last: bool = True):
+def make_step(criterion: EmbedSegLoss | None, images: torch.Tensor, labels: torch.Tensor, channels_last: bool = False):
     """One optimizer step of a fresh preset network (seeded) with ``criterion`` (None: the network-only limit).
 
-    ``channels_last``: the network in the channels-last layout, as ``im2im fit`` trains on the CPU
-    (``Im2ImFramework(channels_last="auto")``).
+    ``channels_last``: the network in the channels-last layout (EmbedSeg's ``channels_last``,
+    False by default: slower for this network).
     """
     model = preset_model()
     torch.manual_seed(0)
@@ -92,8 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--layout", choices=["channels_last", "contiguous"], default="channels_last",
-                        help="the network's memory layout (im2im fit trains channels-last on the CPU)")
+    parser.add_argument("--layout", choices=["channels_last", "contiguous"], default="contiguous",
+                        help="the network's memory layout (EmbedSeg trains in the default one: channels_last=False)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images, labels = real_batch()

@@ -90,13 +90,15 @@ def ideal_output(labels: np.ndarray | torch.Tensor, sigma: float = 2.0, voxel_si
 
     lab = torch.as_tensor(np.asarray(labels).astype(np.int64))
     dims = lab.ndim
-    grid = coordinate_grid(lab.shape, relative_voxel_size(voxel_size, dims)).reshape(dims, -1)
+    spacing = relative_voxel_size(voxel_size, dims)
+    grid = coordinate_grid(lab.shape, spacing).reshape(dims, -1)
     flat = lab.reshape(-1)
     foreground = (flat > 0).nonzero().squeeze(1)
     offsets = torch.zeros(dims, flat.numel())
     if len(foreground):
         _, ids = torch.unique(flat[foreground], return_inverse=True)
-        centres = instance_centres(grid[:, foreground].T, ids, int(ids.max()) + 1, centre)  # type: ignore[arg-type]
+        centres = instance_centres(grid[:, foreground].T, ids, int(ids.max()) + 1, centre,  # type: ignore[arg-type]
+                                   spacing=spacing)
         offsets[:, foreground] = (centres[ids] - grid[:, foreground].T).T
     log_sigma = torch.full((dims, flat.numel()), math.log(sigma))
     return torch.cat([offsets, log_sigma, (flat > 0).float()[None]]).reshape(2 * dims + 1, *lab.shape)

@@ -79,7 +79,8 @@ class EmbedSegLoss(nn.Module):
         dims, spatial = offsets.shape[1], offsets.shape[2:]
         if labels.shape != seed.shape:
             raise ValueError(f"labels of shape {tuple(labels.shape)} do not match the output's {tuple(seed.shape)} (B, *spatial)")
-        grid = coordinate_grid(spatial, relative_voxel_size(self.voxel_size, dims), decoded.device).reshape(dims, -1)
+        spacing = relative_voxel_size(self.voxel_size, dims)
+        grid = coordinate_grid(spatial, spacing, decoded.device).reshape(dims, -1)
         lovasz_sum = variance_sum = decoded.new_zeros(())
         seed_terms, instances = [], 0
         for b in range(decoded.shape[0]):
@@ -87,7 +88,8 @@ class EmbedSegLoss(nn.Module):
             target = torch.zeros_like(seed[b].reshape(-1))
             foreground = (lab > 0).nonzero().squeeze(1)
             if len(foreground):
-                terms = self._instances(grid, offsets[b].reshape(dims, -1), log_sigma[b].reshape(dims, -1), lab, foreground)
+                terms = self._instances(grid, spacing, offsets[b].reshape(dims, -1), log_sigma[b].reshape(dims, -1), lab,
+                                        foreground)
                 lovasz_sum = lovasz_sum + terms[0].sum()
                 variance_sum = variance_sum + terms[1].sum()
                 target[foreground] = terms[2]
@@ -99,14 +101,14 @@ class EmbedSegLoss(nn.Module):
         parts["loss"] = sum(w * parts[k] for w, k in zip(self.weights, ("instance", "variance", "seed")))
         return parts
 
-    def _instances(self, grid: torch.Tensor, offsets: torch.Tensor, log_sigma: torch.Tensor, lab: torch.Tensor,
-                   foreground: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _instances(self, grid: torch.Tensor, spacing: Sequence[float], offsets: torch.Tensor, log_sigma: torch.Tensor,
+                   lab: torch.Tensor, foreground: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-instance Lovasz hinge ``(K,)``, sigma variance ``(K,)``, and the seed targets of the foreground."""
         _, ids = torch.unique(lab[foreground], return_inverse=True)
         count = int(ids.max()) + 1
         sizes = torch.bincount(ids, minlength=count).to(offsets.dtype)
         with torch.no_grad():
-            centres = instance_centres(grid[:, foreground].T, ids, count, self.centre, self.medoid_samples)
+            centres = instance_centres(grid[:, foreground].T, ids, count, self.centre, self.medoid_samples, spacing)
         sigma_fg = log_sigma[:, foreground].T  # (M, D)
         mean_log_sigma = sigma_fg.new_zeros(count, sigma_fg.shape[1]).index_add(0, ids, sigma_fg) / sizes[:, None]
         deviation = ((sigma_fg - mean_log_sigma.detach()[ids]) ** 2).mean(dim=1)

@@ -37,6 +37,17 @@ def test_centroid_and_exact_medoid_match_brute_force() -> None:
         assert np.isclose(np.sqrt(((p - medoids[k]) ** 2).sum(-1)).sum(), distances.min(), rtol=1e-5), (k, medoids[k], expected)
 
 
+@pytest.mark.parametrize("scale", [(1.0, 1.0), (2.5, 1.0), (3.0, 0.5, 0.5)])
+def test_medoids_of_all_objects_at_once_on_a_grid_match_brute_force(scale: tuple[float, ...]) -> None:
+    """The FFT form (coordinates on a pixel grid, duplicates counted twice) finds a least-sum point of each object."""
+    coords, ids, points = random_objects(seed=1, scale=scale)
+    medoids = instance_centres(coords, ids, 4, "medoid", spacing=scale).numpy()
+    for k, p in enumerate(points):
+        distances = np.sqrt(((p[:, None] - p[None]) ** 2).sum(-1)).sum(1)
+        assert any(np.allclose(medoids[k], q) for q in p)  # a point of the object
+        assert np.isclose(np.sqrt(((p - medoids[k]) ** 2).sum(-1)).sum(), distances.min(), rtol=1e-9), (k, medoids[k])
+
+
 def test_approximate_medoid_is_exact_for_small_objects_and_close_for_large_ones() -> None:
     coords, ids, points = random_objects(seed=3)
     exact = instance_centres(coords, ids, 4, "medoid")
