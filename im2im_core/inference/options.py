@@ -16,8 +16,9 @@ from im2im_core.inference.tta import TTAMode
 TilingMode = Literal["auto", "crop", "gaussian", "constant"]
 
 #: Default largest window (pixels) when none is given: a 3D fnet (depth 4, 32 channels) needs
-#: about 1.2 kB per pixel of window on the CPU, so ~0.9 GB, and prediction stays under 2 GB.
-DEFAULT_MAX_WINDOW_VOXELS = 3 * 2**18
+#: about 0.5 kB per pixel of window on the CPU (one forward's peak), so ~0.55 GB, and prediction
+#: of a 64 x 512 x 512 stack peaks at 1.86 GB (benchmarks/bench_predict.py).
+DEFAULT_MAX_WINDOW_VOXELS = 2**20
 
 
 @dataclass
