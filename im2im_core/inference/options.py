@@ -97,7 +97,8 @@ class Inference:
             (self.align is None or self.align >= 1, f"align {self.align} must be >= 1"),
             (self.mode in ("auto", "crop", "gaussian", "constant"),
              f"mode {self.mode!r} must be one of auto, crop, gaussian, constant"),
-            (self.halo is None or all(int(h) >= 0 for h in self.halo), f"halo {self.halo} must be numbers of pixels >= 0"),
+            (self.halo is None or isinstance(self.halo, (list, tuple)) and all(int(h) >= 0 for h in self.halo),
+             f"halo {self.halo} must be a list of numbers of pixels >= 0, one per spatial axis"),
             (not isinstance(self.roi_size, list) or all(int(r) >= 1 for r in self.roi_size),
              f"roi_size {self.roi_size} must be positive numbers of pixels"),
         ]

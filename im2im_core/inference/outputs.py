@@ -210,10 +210,15 @@ class ZarrOutput:
         self.writer.initialize()
         # One resolution level, written with zarr itself: bioio's write_region wraps each block in a
         # dask array (hashing it whole and copying it) to derive lower levels that this store has not.
-        self.level0 = self.writer.datasets[0]
+        # The writer's level arrays are its `datasets` (bioio-ome-zarr 3); without them, its own method.
+        levels = getattr(self.writer, "datasets", None)
+        self.level0 = levels[0] if levels else None
         self.shape = tuple(shape)
 
     def write(self, region: tuple[slice, ...], block: np.ndarray) -> None:
         """Store ``block`` at ``region`` (one slice per axis, with explicit bounds)."""
         full = tuple(slice(s.start or 0, n if s.stop is None else s.stop) for s, n in zip(region, self.shape))
-        self.level0[full] = block
+        if self.level0 is None:
+            self.writer.write_region(block, full)
+        else:
+            self.level0[full] = block

@@ -240,12 +240,13 @@ def _resolve_tiling(settings: Inference, defaults: WindowDefaults, spatial: tupl
                     measure: Callable[[list[int], int, list[int | None]], Locality | None]) -> Tiling:
     """Crop tiling where it is exact and no more work than blending (``mode`` auto), else blending.
 
-    ``measure(roi, align, limit)`` gives the network's halo per spatial axis and pixel grid at
-    windows of ``roi``, or None where it is not local or its halo exceeds ``limit``
-    (``receptive_field.measure_locality``); it runs only when the choice needs it. An axis that
-    one window covers is not measured (no seam crosses it) and stays whole. In ``auto`` mode a
-    halo above the blend's overlap on either side could not make crop tiling cheaper, so the
-    measurement stops there.
+    ``measure(roi, align, limit)`` gives the halo per spatial axis and the pixel grid that crop
+    tiling of windows ``roi`` needs, or None where the network is not local or the halo exceeds
+    ``limit`` (``receptive_field.measure_locality``); it runs only when the choice needs it. An
+    axis that one window covers is not measured (no seam crosses it) and stays whole. In
+    ``auto`` mode a halo above the blend's overlap on either side could not make crop tiling
+    cheaper, so the measurement stops there. Crop windows are sized and start on multiples of the
+    network's grid, so that an image whose size is a multiple of it is tiled exactly to its end.
     """
     roi, batch = _resolve_window(settings, defaults, spatial, net_dims)
     overlap = settings.overlap if settings.overlap is not None else defaults.overlap
@@ -258,27 +259,29 @@ def _resolve_tiling(settings: Inference, defaults: WindowDefaults, spatial: tupl
             max(r, math.ceil(s / align) * align) for s, r in zip(spatial, roi)):
         return blend  # one window covers the image: nothing to join
     whole = [len(axis_starts(s, r, overlap, align)) == 1 for s, r in zip(spatial, roi)]  # axes no seam crosses
-    limit = [None if w else math.ceil(overlap * r) if settings.mode == "auto" else r for w, r in zip(whole, roi)]
-    locality = measure(roi, align, limit)
     if settings.halo is not None:
         if len(settings.halo) != net_dims:
             raise ConfigError(f"prediction.inference.halo {settings.halo} needs {net_dims} entries, one per spatial axis "
                               f"of the network")
-        halo = [0] * (len(spatial) - net_dims) + [int(h) for h in settings.halo]  # the user's halo; the grid still measured
-        locality = Locality(halo, locality.grid if locality is not None else align)
+        # the user's halo, on the alignment's grid: nothing is measured
+        locality: Locality | None = Locality([0] * (len(spatial) - net_dims) + [int(h) for h in settings.halo], align)
+    else:
+        limit = [None if w else math.ceil(overlap * r) if settings.mode == "auto" else r // 2 for w, r in zip(whole, roi)]
+        locality = measure(roi, align, limit)
     if locality is None:
         if settings.mode == "crop":
             raise ConfigError("prediction.inference.mode crop: the network's output at a pixel depends on the whole window "
-                              "(instance or group norms, attention, or a receptive field wider than half the window); "
-                              "use mode gaussian, or give prediction.inference.halo to crop anyway (approximate)")
+                              "(instance or group norms, attention, a receptive field wider than half the window) or it "
+                              "refuses small probe windows; use mode gaussian, or give prediction.inference.halo to crop "
+                              "anyway (approximate)")
         return blend
-    grid = settings.align or locality.grid  # windows on the network's own grid: they end where the image does
     requested = settings.roi_size if settings.roi_size is not None else defaults.roi_size
-    crop_roi = roi
+    grid = locality.grid
+    fitted = [r if r == 1 else math.ceil(s / grid) * grid for s, r in zip(spatial, roi)]  # the image, on the grid
+    crop_roi = [min(f, r) if w else r for f, r, w in zip(fitted, roi, whole)]  # a window as wide as the image ends with it
     try:
         if requested is None or requested == "auto":
-            keep_whole = [max(r, math.ceil(s / grid) * grid) if w else h  # an axis whole in one window stays so
-                          for s, r, w, h in zip(spatial, roi, whole, locality.halo)]
+            keep_whole = [f if w else h for f, w, h in zip(fitted, whole, locality.halo)]  # a whole axis stays whole
             plane = auto_window(spatial[-net_dims:], max(1, settings.max_window_voxels // batch), overlap, grid,
                                 halo=keep_whole[-net_dims:])
             crop_roi = [1] * (len(spatial) - net_dims) + plane
@@ -460,10 +463,15 @@ def _predict(framework: Framework, module: nn.Module, array: Any, dims: str | No
     channels = int(array.shape[dims.index("C")]) if "C" in dims else 1
 
     def measure(roi: list[int], align: int, limit: list[int | None]) -> Locality | None:
-        probe = build_predictor(framework, dataclasses.replace(settings, amp=False), device, len(spatial)) \
-            if settings.amp else predictor
-        key = (tuple(roi), channels, align, tuple(limit), settings.tta, settings.slice_by_slice,
-               settings.optimize, str(device))
+        def probe(x: torch.Tensor) -> torch.Tensor:  # without mixed precision: rounding would hide weak dependence
+            if not settings.amp:
+                return predictor(x)
+            if not exact:
+                exact.append(build_predictor(framework, dataclasses.replace(settings, amp=False), device, len(spatial)))
+            return exact[0](x)
+
+        exact: list[Callable[[torch.Tensor], torch.Tensor]] = []
+        key = (tuple(roi), channels, align, tuple(limit), settings.tta, settings.slice_by_slice, str(device))
         return measure_locality(probe, channels, roi, align, device, limit, owner=module, key=key)
 
     tiling = _resolve_tiling(settings, framework.window_defaults(), spatial, net_dims, measure)

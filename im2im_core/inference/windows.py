@@ -184,7 +184,8 @@ def auto_window(shape: Sequence[int], max_voxels: int, overlap: float = 0.25, al
     everywhere (a whole axis may be thinner: a 16-plane stack stays one window deep). Among
     windows of equal work the largest wins, then the one with the thinnest band (one window
     thick, the image wide: what streaming prediction holds in memory). With ``halo`` (one
-    entry per axis), neighbours overlap by twice the halo instead of ``overlap`` (crop tiling).
+    entry per axis), neighbours overlap by twice the halo instead of ``overlap`` (crop tiling),
+    and the quarter rule does not apply: the halo gives every kept pixel its whole context.
 
     Raises
     ------
@@ -197,7 +198,7 @@ def auto_window(shape: Sequence[int], max_voxels: int, overlap: float = 0.25, al
     for combo in itertools.product(*options):
         voxels = math.prod(w for w, _ in combo)
         longest = max(w for w, _ in combo)
-        if voxels > max_voxels or any(n > 1 and 4 * w < longest for w, n in combo):
+        if voxels > max_voxels or halo is None and any(n > 1 and 4 * w < longest for w, n in combo):
             continue
         band = min(w * math.prod(size for b, size in enumerate(shape) if b != a) for a, (w, _) in enumerate(combo))
         key = (math.prod(w * n for w, n in combo), -voxels, band, tuple(w for w, _ in combo))

@@ -69,13 +69,11 @@ class _Level(nn.Module):
         if self.depth == 0:
             return skip
         below = self.up(self.sub(self.down(skip)))
-        # Each feature map is dropped as soon as the next one exists: without a gradient to keep them
+        # The skip and upsampled maps are dropped once concatenated: without a gradient to keep them
         # (prediction), a window needs 128 instead of 192 floats per pixel at the top level.
         merged = torch.cat((skip, below), dim=1)
         del skip, below
-        for layer in self.conv_less:
-            merged = layer(merged)
-        return merged
+        return self.conv_less(merged)
 
 
 class FNet(nn.Module):

@@ -16,7 +16,7 @@ from im2im_core.inference.predict_array import Tiling, _resolve_tiling
 from im2im_core.inference.receptive_field import measure_locality
 from im2im_core.inference.sliding_window import predict_windows
 from im2im_core.inference.windows import axis_starts, crop_cores
-from im2im_core.protocols import WindowDefaults
+from im2im_core.networks import FNet
 
 
 def _conv_stack(spatial_dims: int, layers: int = 3) -> nn.Module:
@@ -88,10 +88,10 @@ def test_probe_finds_the_receptive_field_and_grid_of_a_convolution_stack():
 
 
 def test_probe_measures_a_batch_norm_unet_and_refuses_instance_norm_and_window_wide_operations():
-    locality = measure_locality(_unet("batch"), 1, [64, 64], align=16)
+    locality = measure_locality(_unet("batch"), 1, [128, 128], align=16)
     assert locality is not None and 4 <= locality.halo[0] < 32 and locality.halo[0] == locality.halo[1]
     assert locality.grid == 4  # two stride-2 levels
-    assert measure_locality(_unet("instance"), 1, [64, 64], align=16) is None  # statistics of the whole window
+    assert measure_locality(_unet("instance"), 1, [128, 128], align=16) is None  # statistics of the whole window
 
     class MeanShift(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,7 +100,7 @@ def test_probe_measures_a_batch_norm_unet_and_refuses_instance_norm_and_window_w
     assert measure_locality(MeanShift(), 1, [64, 64], align=1) is None
 
 
-def test_probe_refuses_a_network_that_depends_on_where_the_window_starts():
+def test_probe_refuses_networks_it_cannot_measure():
     class PositionCode(nn.Module):  # a conv plus a ramp anchored at the window's origin
         def __init__(self) -> None:
             super().__init__()
@@ -109,7 +109,35 @@ def test_probe_refuses_a_network_that_depends_on_where_the_window_starts():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.conv(x) + torch.arange(x.shape[-1], dtype=x.dtype) * 1e-3
 
+    class FixedSize(nn.Module):  # like UNETR: one input size only
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if tuple(x.shape[2:]) != (64, 64):
+                raise RuntimeError("input size must be 64 x 64")
+            return x
+
+    class Dead(nn.Module):  # an output that never varies looks independent of everything
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(-x.abs() - 1)
+
     assert measure_locality(PositionCode(), 1, [64, 64], align=16) is None
+    assert measure_locality(FixedSize(), 1, [64, 64], align=16) is None
+    assert measure_locality(Dead(), 1, [64, 64], align=1) is None
+    framework = FCN(backbone=FixedSize(), task="regression", spatial_dims=2)  # default settings: blended, no error
+    image = np.random.default_rng(0).random((150, 150), dtype=np.float32)
+    assert predict(framework, image, dims="YX", roi_size=[64, 64], postprocess=None).shape == (150, 150)
+
+
+def test_a_strided_network_sees_farther_from_some_phases_and_the_halo_covers_them():
+    """Stride-2 convolution then upsampling: odd pixels see one pixel farther than even ones."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.Upsample(scale_factor=2), nn.Conv2d(4, 1, 1)).eval()
+    locality = measure_locality(net, 1, [64, 64], align=16)
+    assert locality is not None and locality.grid == 2
+    image = torch.rand(1, 32, 182)
+    with torch.no_grad():
+        whole = net(image[None])[0]
+    cropped = predict_windows(net, image, [32, 32], 0.25, 4, "crop", align=2, halo=locality.halo)
+    assert (cropped - whole).abs().max() < 1e-6
 
 
 def _tiling(network: nn.Module, shape: tuple[int, ...], **options) -> Tiling:
@@ -123,29 +151,38 @@ def _tiling(network: nn.Module, shape: tuple[int, ...], **options) -> Tiling:
 
 
 def test_auto_mode_crops_a_local_network_and_blends_the_others():
-    cropped = _tiling(_unet("batch"), (600, 700), max_window_voxels=2**16)
+    cropped = _tiling(_unet("batch"), (1200, 1400), max_window_voxels=2**18)
     assert cropped.mode == "crop" and cropped.halo is not None and cropped.align == 4
-    assert _tiling(_unet("instance"), (600, 700), max_window_voxels=2**16).mode == "gaussian"
-    assert _tiling(_unet("batch"), (600, 700), max_window_voxels=2**16, mode="gaussian").mode == "gaussian"
+    assert _tiling(_unet("instance"), (1200, 1400), max_window_voxels=2**18).mode == "gaussian"
+    assert _tiling(_unet("batch"), (1200, 1400), max_window_voxels=2**18, mode="gaussian").mode == "gaussian"
     assert _tiling(_unet("batch"), (60, 70)).mode == "gaussian"  # one window: nothing to join, nothing measured
     strip = _tiling(_unet("batch"), (60, 3000), max_window_voxels=2**14)  # Y fits one window: no seam crosses it
     assert strip.mode == "crop" and strip.halo is not None and strip.halo[0] == 0 and strip.halo[1] > 0
     assert strip.roi[0] >= 60
     with pytest.raises(ConfigError, match="mode crop"):
-        _tiling(_unet("instance"), (600, 700), max_window_voxels=2**16, mode="crop")
-    forced = _tiling(_unet("instance"), (600, 700), max_window_voxels=2**16, mode="crop", halo=[8, 8])
+        _tiling(_unet("instance"), (1200, 1400), max_window_voxels=2**18, mode="crop")
+    forced = _tiling(_unet("instance"), (1200, 1400), max_window_voxels=2**18, mode="crop", halo=[8, 8])
     assert forced.mode == "crop" and forced.halo == [8, 8]
 
 
-def test_predict_with_default_settings_equals_the_whole_pass_for_a_local_network():
-    """The end-to-end default: a batch-norm U-Net is cropped, exact up to float rounding; blending is not."""
-    network = _unet("batch")
-    framework = FCN(backbone=network, task="regression", spatial_dims=2)
-    image = np.random.default_rng(0).random((300, 260), dtype=np.float32)
+@pytest.mark.parametrize("network", ["unet", "fnet"])
+def test_predict_with_default_settings_equals_the_whole_pass_for_a_local_network(network: str):
+    """The end-to-end default: a batch-norm U-Net or fnet is cropped, exact up to float rounding; blending is not.
+
+    The fnet's output at random weights is a constant plus small variations: the probe must judge
+    changes against the variations, not the constant.
+    """
+    torch.manual_seed(0)
+    net = _unet("batch") if network == "unet" else FNet(spatial_dims=2, in_channels=1, out_channels=1, depth=2,
+                                                         mult_chan=4).eval()
+    framework = FCN(backbone=net, task="regression", spatial_dims=2)
+    image = np.random.default_rng(0).random((612, 500), dtype=np.float32)  # multiples of the networks' grids (4)
     with torch.no_grad():
-        whole = network(torch.from_numpy(image)[None, None])[0, 0].numpy()
-    options = {"dims": "YX", "postprocess": None, "max_window_voxels": 2**14}
+        whole = net(torch.from_numpy(image)[None, None])[0, 0].numpy()
+    options = {"dims": "YX", "postprocess": None, "max_window_voxels": 2**16}
     default = predict(framework, image, **options)
-    blended = predict(framework, image, mode="gaussian", **options)
-    assert np.abs(default - whole).max() < 1e-5
-    assert np.abs(blended - whole).max() > 1e-4
+    variation = float(whole.max() - whole.min())
+    assert np.abs(default - whole).max() < 1e-5 * variation
+    if network == "unet":  # the fnet's far dependence is too weak at random weights for blending to show
+        blended = predict(framework, image, mode="gaussian", **options)
+        assert np.abs(blended - whole).max() > 1e-4 * variation

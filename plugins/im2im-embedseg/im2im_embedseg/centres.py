@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from scipy.fft import next_fast_len
 
 CentreMode = Literal["centroid", "approximate_medoid", "medoid"]
 CENTRE_MODES = ("centroid", "approximate_medoid", "medoid")
@@ -86,18 +87,6 @@ def exact_medoids(coords: torch.Tensor, ids: torch.Tensor, count: int) -> torch.
     return centres
 
 
-def _fast_length(n: int) -> int:
-    """The smallest ``2**a * 3**b`` at least ``n``: an FFT length without slow prime factors."""
-    best = 1 << max(0, (n - 1).bit_length())
-    three = 1
-    while three < best:
-        two = three
-        while two < n:
-            two *= 2
-        best, three = min(best, two), three * 3
-    return best
-
-
 def grid_medoids(coords: torch.Tensor, ids: torch.Tensor, count: int, spacing: Sequence[float]) -> torch.Tensor:
     """Exact medoids ``(count, D)`` of objects on a pixel grid, all objects at once.
 
@@ -123,7 +112,11 @@ def grid_medoids(coords: torch.Tensor, ids: torch.Tensor, count: int, spacing: S
         0, ids[:, None].expand(-1, dims), positions, "amin")
     local = positions - lowest[ids]
     box = [int(n) + 1 for n in local.max(dim=0).values.tolist()]  # the largest object's box
-    size = [_fast_length(2 * n - 1) for n in box]  # room for the full linear convolution: no wrap-around
+    # FFT lengths of at least 2n - 1: the circular convolution's wrapped part lands only on indices
+    # below n - 1, which are not kept (the box's pixels are outputs n - 1 .. 2n - 2)
+    size = [next_fast_len(2 * n - 1, real=True) for n in box]
+    if math.prod(size) > CHUNK_ELEMENTS:  # one box alone too large to transform at once: object by object
+        return exact_medoids(coords, ids, count)
     axes = [torch.arange(-(n - 1), n, dtype=torch.float64, device=coords.device) * step[d] for d, n in enumerate(box)]
     kernel = torch.sqrt(sum(a**2 for a in torch.meshgrid(*axes, indexing="ij")))
     kernel_spectrum = torch.fft.rfftn(kernel, s=size)
@@ -139,7 +132,8 @@ def grid_medoids(coords: torch.Tensor, ids: torch.Tensor, count: int, spacing: S
         inside = (slice(None), *(slice(n - 1, 2 * n - 1) for n in box))  # output index p + n - 1 is box pixel p
         summed[chosen] = sums[inside][(ids[chosen] - first, *local[chosen].T)]
     least = summed.new_full((count,), float("inf")).scatter_reduce(0, ids, summed, "amin")
-    candidate = torch.arange(len(ids), device=ids.device).masked_fill(summed > least[ids] * (1 + 1e-12), len(ids))
+    slack = 1e-9 * (1.0 + least[ids].abs())  # FFT rounding: a lone pixel's own sum, 0, can come out as -1e-13
+    candidate = torch.arange(len(ids), device=ids.device).masked_fill(summed > least[ids] + slack, len(ids))
     best = candidate.new_full((count,), len(ids)).scatter_reduce(0, ids, candidate, "amin")  # first pixel of the least sum
     return coords[best.clamp(max=len(ids) - 1)]
 

@@ -64,7 +64,7 @@ def lovasz_hinge_entries(rows: torch.Tensor, errors: torch.Tensor, inside: torch
     torch.Tensor
         ``(count,)`` losses.
     """
-    keep = (errors > 0).nonzero().squeeze(1)
+    keep = ((errors > 0) | errors.isnan()).nonzero().squeeze(1)  # a NaN error makes the loss NaN, as it should
     if keep.numel() == 0:
         return errors.sum() * 0.0 + errors.new_zeros(count)  # every margin met: zero loss, zero gradient
     rows, positive = rows.index_select(0, keep), errors.index_select(0, keep)

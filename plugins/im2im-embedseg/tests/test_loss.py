@@ -76,6 +76,15 @@ def test_lovasz_hinge_sorting_only_positive_errors_keeps_the_loss_and_its_gradie
     torch.testing.assert_close(logits.grad, expected_grad, rtol=1e-12, atol=1e-12)
 
 
+def test_lovasz_hinge_in_float32_sorts_like_the_full_sort() -> None:
+    """The float32 path packs row and error bits into one integer sort key."""
+    generator = torch.Generator().manual_seed(2)
+    logits = torch.randn(7, 300, generator=generator)
+    truth = torch.rand(7, 300, generator=generator) < 0.3
+    torch.testing.assert_close(lovasz_hinge(logits, truth), lovasz_by_full_sort(logits, truth), rtol=1e-5, atol=1e-6)
+    assert torch.isnan(lovasz_hinge(logits.index_fill(1, torch.tensor([5]), float("nan")), truth)).all()
+
+
 def test_lovasz_hinge_is_zero_at_a_margin_of_one_and_positive_otherwise() -> None:
     truth = torch.tensor([[True, True, False, False]])
     assert lovasz_hinge(torch.tensor([[1.0, 2.0, -1.0, -3.0]]), truth).item() == 0.0
