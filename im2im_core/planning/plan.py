@@ -19,6 +19,8 @@ import yaml
 from im2im_core.errors import ConfigError, DataError
 from im2im_core.planning.fingerprint import TASKS, Fingerprint, empty_patch_share
 from im2im_core.planning.rules import (
+    Topology,
+    first_level,
     fit_to,
     normalization,
     offset_range,
@@ -95,6 +97,25 @@ def _dynunet(kernels: list[list[int]], strides: list[list[int]], filters: list[i
                           "deep_supervision": False, "res_block": False}}
 
 
+def _strided_unet(strides: list[list[int]], filters: list[int], dims: int) -> dict[str, Any]:
+    # MONAI's UNet, as the semanticseg presets: its first convolution has stride 2, and a transposed convolution
+    # brings the last level back to full resolution. DynUNet cannot: its first stride shrinks the output.
+    # first_level() chooses it only where every pooling halves every axis, so one int per pooling says it.
+    # Instance norm, as nnU-Net: batch norm (a step 1.3x cheaper, bench_plan_step.py) kept running statistics that
+    # did not hold for whole images (docs/results.md, "Planning").
+    return {"class_path": "monai.networks.nets.UNet",
+            "init_args": {"spatial_dims": dims, "channels": filters, "strides": [s[0] for s in strides[1:]], "kernel_size": 3,
+                          "up_kernel_size": 3, "num_res_units": 1, "norm": "instance"}}
+
+
+def backbone(plan: Topology, device: str, strided_first: bool) -> dict[str, Any]:
+    """The network of a topology as config: MONAI's UNet with a strided first convolution, or nnU-Net's DynUNet."""
+    filters = plan.filters(device, strided_first)
+    dims = len(plan.strides[0])
+    return _strided_unet(plan.strides, filters, dims) if strided_first else _dynunet(plan.kernels, plan.strides, filters, dims)
+
+
+
 def make_plan(data: Fingerprint, task: str | None = None, device: str = "cpu", memory_gb: float | None = None,
               seconds: float | None = None, spacing: list[float] | None = None, measure: bool = True,
               threads: int | None = None) -> Plan:
@@ -146,9 +167,12 @@ def make_plan(data: Fingerprint, task: str | None = None, device: str = "cpu", m
     model = config["model"]["init_args"]
     if task in ("segmentation", "regression"):
         model["task"] = task
-        model["backbone"] = _dynunet(plan.kernels, plan.strides, plan.filters(device), dims)
-        reasons["model.init_args.backbone"] = ("MONAI DynUNet (nnU-Net's network): " + topo_why +
-                                               f"; filters {plan.filters(device)}")
+        strided, first_why = first_level(data, device, plan)
+        model["backbone"] = backbone(plan, device, strided)
+        network = "MONAI UNet, residual units, instance norm" if strided else "MONAI DynUNet (nnU-Net's network)"
+        reasons["model.init_args.backbone"] = f"{network}: {first_why}; {topo_why}; filters {plan.filters(device, strided)}"
+        planned.measured.update(topology={"kernels": plan.kernels, "strides": plan.strides}, strided_first=strided,
+                                device=device)
         config["data"]["target"] = "intensity" if task == "regression" else "mask"
     if task in ("segmentation", "instance", "regression", "denoise") and data.target != "unpaired":
         values, why = normalization(data)
@@ -230,7 +254,7 @@ def _measured_batch(planned: Plan, data: Fingerprint, patch: list[int], device: 
     if batch > train_images * samples:
         batch = train_images * samples
         why += f"; {batch}, the patches of one epoch ({train_images} training images x {samples})"
-    elif batch < fits:
+    elif batch < fits and batch != cap:
         why += (f"; {batch} so that at least {MIN_STEPS} steps fit the {seconds / 60:g} minute budget (more small steps "
                 f"train better than a few large ones)")
     config["data"]["batch_size"] = batch

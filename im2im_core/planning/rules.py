@@ -26,6 +26,9 @@ PATCH_VOXELS = {("cpu", 2): 256 * 256, ("cpu", 3): 96 * 96 * 32, ("gpu", 2): 512
 #: Filters of the first level and their cap. nnU-Net's 32 at full resolution make a CPU step of 4 patches of
 #: 256 x 256 about 2x slower than 8 (0.39 s against 0.22 s on 2 cores), and a time budget then holds half the steps.
 FILTERS = {"cpu": (8, 128), "gpu": (32, 320)}
+#: Thinnest objects (5th percentile of inscribed diameters, pixels) for which the CPU plan starts at half resolution:
+#: halved, they stay 3 pixels across, a 3 x 3 kernel's width.
+STRIDED_FIRST_WIDTH = 6
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,12 @@ class Topology:
         """What each patch side must be a multiple of: the product of its strides."""
         return [int(np.prod([s[a] for s in self.strides])) for a in range(len(self.strides[0]))]
 
-    def filters(self, device: str) -> list[int]:
-        """Filters per level: doubling from the first, capped."""
+    def filters(self, device: str, strided_first: bool = False) -> list[int]:
+        """Filters per level: doubling from the first, capped; twice as many at a first level of half resolution
+        (its maps have a quarter of the pixels in 2D).
+        """
         first, cap = FILTERS[device]
+        first *= 2 if strided_first else 1
         return [min(cap, first * 2**level) for level in range(len(self.strides))]
 
 
@@ -76,6 +82,32 @@ def topology(patch: list[int], spacing: list[float]) -> tuple[Topology, str]:
     else:
         reason = f"{len(strides) - 1} poolings of the {_fmt(patch)} patch, down to feature maps of {MIN_FEATURE_MAP} pixels"
     return plan, reason
+
+
+def first_level(data: Fingerprint, device: str, plan: Topology) -> tuple[bool, str]:
+    """Whether the network's first level runs at half resolution (a strided first convolution), and why.
+
+    nnU-Net convolves the first level at full resolution. On the CPU that level dominates a step: for 8 patches of
+    256 x 256 on 2 threads, channels-last as im2im trains there, nnU-Net's DynUNet (filters 8-128) takes 0.71 s a
+    step, a U-Net of the same depth whose first convolution has stride 2 (filters 16-128) 0.33 s
+    (``benchmarks/bench_plan_step.py``), so a time budget holds 2.2x the steps. The strided
+    first level is chosen only where the targets show the objects survive it: their thinnest (5th percentile of
+    inscribed diameters) at least :data:`STRIDED_FIRST_WIDTH` pixels, and every pooling halving every axis.
+    """
+    if device != "cpu":
+        return False, "first level at full resolution (nnU-Net's): on a GPU it is not what bounds a step"
+    if any(s != [2] * len(plan.strides[0]) for s in plan.strides[1:]) or any(k != 3 for k in plan.kernels[0]):
+        # MONAI's UNet takes one stride per pooling for every axis (its config type is a list of ints)
+        return False, "first level at full resolution: the axes are not pooled alike (anisotropic voxels or patch)"
+    width = data.object_width.get("p5")
+    if width is None:
+        return False, "first level at full resolution: no objects in the targets to measure how thin they get"
+    if width < STRIDED_FIRST_WIDTH:
+        return False, (f"first level at full resolution: the thinnest objects are {width:.0f} px across (5th "
+                       f"percentile of inscribed diameters), under {STRIDED_FIRST_WIDTH}")
+    return True, (f"first convolution strided (half resolution, as the semanticseg presets): the thinnest objects are "
+                  f"{width:.0f} px across (5th percentile of inscribed diameters; at least {STRIDED_FIRST_WIDTH}), and "
+                  f"on the CPU a full-resolution first level makes a step 2.2x slower")
 
 
 def _fmt(values: list[float] | list[int]) -> str:

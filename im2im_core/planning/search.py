@@ -22,7 +22,8 @@ import numpy as np
 from im2im_core.errors import ConfigError
 from im2im_core.planning.commented_yaml import commented_yaml
 from im2im_core.planning.fingerprint import Fingerprint
-from im2im_core.planning.plan import Plan
+from im2im_core.planning.plan import Plan, backbone
+from im2im_core.planning.rules import Topology
 
 #: Shortest run of a search (seconds): less does not train a network at all.
 MIN_RUN_SECONDS = 60
@@ -30,7 +31,7 @@ MIN_RUN_SECONDS = 60
 
 def variants(plan: Plan) -> list[tuple[str, Plan]]:
     """The plan, then variants in order: learning rate x3, half the patch area at twice the batch, one level
-    fewer, learning rate / 3.
+    fewer, learning rate / 3, the first level at the other resolution (strided U-Net against nnU-Net's DynUNet).
     """
     found = [("planned", plan)]
     model = plan.config["model"]["init_args"]
@@ -48,8 +49,9 @@ def variants(plan: Plan) -> list[tuple[str, Plan]]:
         backbone = config["model"]["init_args"].get("backbone", {}).get("init_args", {})
         strides = backbone.get("strides")
         patch = config["data"]["patch_size"]
-        divisor = [int(np.prod([s[a] for s in strides])) for a in range(len(patch))] if strides else [16] * len(patch)
-        smaller = [max(d, int(p / math.sqrt(2)) // d * d) for p, d in zip(patch, divisor)]
+        per_axis = [[s] * len(patch) if isinstance(s, int) else s for s in strides or []]  # UNet: one int a pooling
+        divisor = [int(np.prod([s[a] for s in per_axis])) for a in range(len(patch))] if per_axis else [16] * len(patch)
+        smaller = [max(d, round(p / math.sqrt(2) / d) * d) for p, d in zip(patch, divisor)]  # nearest multiple
         if smaller == patch:
             return False
         config["data"]["patch_size"] = smaller
@@ -62,7 +64,10 @@ def variants(plan: Plan) -> list[tuple[str, Plan]]:
         backbone = config["model"]["init_args"].get("backbone", {}).get("init_args", {})
         if "strides" not in backbone or len(backbone["strides"]) < 3:
             return False
-        for key in ("strides", "kernel_size", "filters"):
+        if "channels" in backbone:  # MONAI UNet: a stride per pooling, a width per level
+            backbone["strides"], backbone["channels"] = backbone["strides"][:-1], backbone["channels"][:-1]
+            return True
+        for key in ("strides", "kernel_size", "filters"):  # DynUNet: the first level's stride is 1
             backbone[key] = backbone[key][:-1]
         backbone["upsample_kernel_size"] = backbone["strides"][1:]
         return True
@@ -70,6 +75,18 @@ def variants(plan: Plan) -> list[tuple[str, Plan]]:
     changed("one_level_fewer", shallower)
     if lr:
         changed("lr_div3", lambda c: c["model"]["init_args"]["optimizer"]["init_args"].update(lr=lr / 3))
+
+    def other_first_level(config: dict[str, Any]) -> bool:
+        topology = plan.measured.get("topology")
+        if topology is None:
+            return False
+        strided = not plan.measured["strided_first"]
+        if strided and any(s != [2] * len(s) for s in topology["strides"][1:]):
+            return False  # MONAI's UNet pools every axis alike
+        config["model"]["init_args"]["backbone"] = backbone(Topology(**topology), plan.measured["device"], strided)
+        return True
+
+    changed("other_first_level", other_first_level)
     return found
 
 

@@ -1,10 +1,11 @@
 """Batch size and step time measured by trial training steps, not estimated from a formula.
 
-Each trial runs in a fresh process (``spawn``), builds the planned network from its config,
-and takes three optimizer steps (forward, mean-squared loss, backward, Adam) on random
-patches of one batch size; it reports its peak memory (the process's peak resident set on
-the CPU, ``torch.cuda.max_memory_allocated`` on a GPU) and the time of its last step. Two batch
-sizes give the memory of one more patch, and the largest batch that fits the budget follows.
+Each trial runs in a fresh process (``spawn``), builds the planned network from its config (in
+the channels-last layout on the CPU, as im2im trains there), and takes three optimizer steps
+(forward, mean-squared loss, backward, Adam) on random patches of one batch size; it reports its
+peak memory (the process's peak resident set on the CPU, ``torch.cuda.max_memory_allocated`` on
+a GPU) and the time of its last step. Two batch sizes give the memory of one more patch, and the
+largest batch that fits the budget follows.
 """
 
 from __future__ import annotations
@@ -48,8 +49,14 @@ def _run(backbone: dict[str, Any], shape: tuple[int, ...], device: str, threads:
         parser = ArgumentParser(exit_on_error=False)
         parser.add_subclass_arguments(torch.nn.Module, "backbone")
         network = parser.instantiate_classes(parser.parse_object({"backbone": backbone})).backbone.to(device)
-        optimizer = torch.optim.Adam(network.parameters(), 1e-3)
         x = torch.rand(shape, device=device)
+        if device == "cpu":  # the layout im2im trains in on the CPU (FrameworkBase's channels_last="auto")
+            from im2im_core.inference.optimize import channels_last
+
+            layout = channels_last(len(shape) - 2)
+            if layout is not None:
+                network, x = network.to(memory_format=layout), x.to(memory_format=layout)
+        optimizer = torch.optim.Adam(network.parameters(), 1e-3)
         seconds = 0.0
         for _ in range(3):
             started = time.perf_counter()

@@ -36,14 +36,16 @@ def test_bbbc039_crops_plan_a_2d_segmentation_that_trains(tmp_path: Path, monkey
     data = copy_pairs(tmp_path / "bbbc039", slice(0, 6))
     config = _plan(data, tmp_path / "plan" / "config.yaml", "--task", "segmentation")
     backbone = config["model"]["init_args"]["backbone"]
-    assert backbone["class_path"] == "monai.networks.nets.DynUNet"
-    assert all(s == [2, 2] for s in backbone["init_args"]["strides"][1:])  # isotropic pixels: both axes pooled
+    # nuclei at least 6 px thick: on the CPU the first level runs at half resolution (MONAI UNet, strided first)
+    assert backbone["class_path"] == "monai.networks.nets.UNet"
+    assert backbone["init_args"]["strides"] == [2] * 6  # isotropic pixels: both axes pooled, down to 4 px
     assert config["data"]["patch_size"] == [256, 256] and config["data"]["batch_size"] >= 1
     text = (tmp_path / "plan" / "config.yaml").read_text()
-    assert "# MONAI DynUNet (nnU-Net's network)" in text and "# trial steps measured" in text  # reasons as comments
+    assert "# MONAI UNet" in text and "first convolution strided" in text and "# trial steps measured" in text
     fingerprint = json.loads((tmp_path / "plan" / "fingerprint.json").read_text())
     assert fingerprint["target"] == "labels" and fingerprint["images"] == 6 and 0 < fingerprint["foreground_fraction"] < 1
     assert fingerprint["objects_per_image"] > 5 and fingerprint["object_diameter"]["median"] > 5
+    assert 6 <= fingerprint["object_width"]["p5"] < fingerprint["object_width"]["median"] < 40
     before = (tmp_path / "plan" / "fingerprint.json").read_text()
     message = one_line_error(["plan", "--data.data_path", str(data), "--output", str(tmp_path / "plan" / "other.yaml")],
                              capsys)
@@ -79,6 +81,9 @@ def test_dsb2018_crops_plan_a_segmentation_that_trains(tmp_path: Path, monkeypat
     data = Path(shutil.copytree(DSB2018, tmp_path / "dsb"))
     config = _plan(data, tmp_path / "plan" / "config.yaml", "--task", "segmentation", "--memory", "2")
     assert config["data"]["data_path"] == str(data)
+    # small nuclei (5th percentile under 6 px thick): nnU-Net's full-resolution first level
+    assert config["model"]["init_args"]["backbone"]["class_path"] == "monai.networks.nets.DynUNet"
+    assert "first level at full resolution: the thinnest objects" in (tmp_path / "plan" / "config.yaml").read_text()
     _fits_two_steps(tmp_path / "plan" / "config.yaml", capsys)
 
 

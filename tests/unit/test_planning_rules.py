@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import yaml
 
 from im2im_cli.plan import parse_time
 from im2im_core.errors import ConfigError
 from im2im_core.planning.commented_yaml import commented_yaml
-from im2im_core.planning.fingerprint import Fingerprint
-from im2im_core.planning.plan import check_task
-from im2im_core.planning.rules import fit_to, normalization, patch_size, sampling, topology, unknown_z_spacing
+from im2im_core.planning.fingerprint import Fingerprint, inscribed_diameters
+from im2im_core.planning.plan import backbone, check_task
+from im2im_core.planning.rules import (
+    first_level,
+    fit_to,
+    normalization,
+    patch_size,
+    sampling,
+    topology,
+    unknown_z_spacing,
+)
 
 
 def _fingerprint(shape: list[int], spacing: list[float], known: bool = True, **fields) -> Fingerprint:
@@ -50,6 +59,43 @@ def test_unknown_z_spacing_follows_the_shape_and_known_spacing_wins() -> None:
     assert spacing == [4.0, 1.0, 1.0] and "unknown" in why
     spacing, why = unknown_z_spacing(_fingerprint([16, 64, 64], [0.3, 0.3, 0.3]))
     assert spacing == [0.3, 0.3, 0.3] and why is None
+
+
+def test_inscribed_diameters_measure_thickness_not_length_and_skip_cut_objects() -> None:
+    labels = np.zeros((40, 60), np.int64)
+    labels[5:10, 2:50] = 1  # a rod 5 thick, 48 long
+    labels[10:15, 2:50] = 2  # touching it: measured apart
+    labels[20:37, 20:37] = 3  # a square of 17
+    labels[30:40, 50:52] = 4  # cut by the border: left out
+    assert inscribed_diameters(labels, [1.0, 1.0]) == [5.0, 5.0, 17.0]
+    assert inscribed_diameters(labels * (labels == 4), [1.0, 1.0]) == [1.0]  # only cut objects: kept
+    stack = np.zeros((5, 20, 20), np.int64)
+    stack[1:4, 3:18, 3:18] = 1  # 3 planes of 3 um, 15 pixels of 1 um: 9 um thick
+    assert inscribed_diameters(stack, [3.0, 1.0, 1.0]) == [11.0]  # 2 * (3 planes' 6 um) - 1 pixel
+
+
+def test_the_cpu_plan_starts_at_half_resolution_only_where_the_thinnest_objects_allow() -> None:
+    plan, _ = topology([256, 256], [1.0, 1.0])
+    thick = _fingerprint([520, 696], [1, 1], target="labels", object_width={"p5": 13.0})
+    assert first_level(thick, "cpu", plan)[0] and "13 px" in first_level(thick, "cpu", plan)[1]
+    assert not first_level(thick, "gpu", plan)[0]  # nnU-Net's full resolution where compute allows
+    thin = _fingerprint([520, 696], [1, 1], target="labels", object_width={"p5": 4.7})
+    assert not first_level(thin, "cpu", plan)[0] and "under 6" in first_level(thin, "cpu", plan)[1]
+    assert not first_level(_fingerprint([520, 696], [1, 1], target="intensity"), "cpu", plan)[0]  # nothing to measure
+    flat, _ = topology([32, 128, 128], [3.0, 1.0, 1.0])
+    stack = _fingerprint([40, 512, 512], [3.0, 1.0, 1.0], target="labels", object_width={"p5": 20.0})
+    assert not first_level(stack, "cpu", flat)[0]  # Z is not pooled with XY at first
+    assert plan.filters("cpu", strided_first=True)[:2] == [16, 32] and plan.filters("cpu")[:2] == [8, 16]
+
+
+def test_both_first_levels_build_the_same_poolings() -> None:
+    plan, _ = topology([256, 256], [1.0, 1.0])
+    strided = backbone(plan, "cpu", strided_first=True)
+    assert strided["class_path"] == "monai.networks.nets.UNet" and strided["init_args"]["strides"] == [2] * 6
+    assert strided["init_args"]["channels"] == [16, 32, 64, 128, 128, 128, 128]
+    assert strided["init_args"]["norm"] == "instance"
+    full = backbone(plan, "cpu", strided_first=False)
+    assert full["class_path"] == "monai.networks.nets.DynUNet" and full["init_args"]["strides"] == plan.strides
 
 
 def test_normalization_and_sampling_follow_the_foreground() -> None:
