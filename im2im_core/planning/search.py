@@ -46,8 +46,8 @@ def variants(plan: Plan) -> list[tuple[str, Plan]]:
         changed("lr_x3", lambda c: c["model"]["init_args"]["optimizer"]["init_args"].update(lr=lr * 3))
 
     def half_patch(config: dict[str, Any]) -> bool:
-        backbone = config["model"]["init_args"].get("backbone", {}).get("init_args", {})
-        strides = backbone.get("strides")
+        network = config["model"]["init_args"].get("backbone", {}).get("init_args", {})
+        strides = network.get("strides")
         patch = config["data"]["patch_size"]
         per_axis = [[s] * len(patch) if isinstance(s, int) else s for s in strides or []]  # UNet: one int a pooling
         divisor = [int(np.prod([s[a] for s in per_axis])) for a in range(len(patch))] if per_axis else [16] * len(patch)
@@ -61,15 +61,15 @@ def variants(plan: Plan) -> list[tuple[str, Plan]]:
     changed("half_patch", half_patch)
 
     def shallower(config: dict[str, Any]) -> bool:
-        backbone = config["model"]["init_args"].get("backbone", {}).get("init_args", {})
-        if "strides" not in backbone or len(backbone["strides"]) < 3:
+        network = config["model"]["init_args"].get("backbone", {}).get("init_args", {})
+        if "strides" not in network or len(network["strides"]) < 3:
             return False
-        if "channels" in backbone:  # MONAI UNet: a stride per pooling, a width per level
-            backbone["strides"], backbone["channels"] = backbone["strides"][:-1], backbone["channels"][:-1]
+        if "channels" in network:  # MONAI UNet: a stride per pooling, a width per level
+            network["strides"], network["channels"] = network["strides"][:-1], network["channels"][:-1]
             return True
         for key in ("strides", "kernel_size", "filters"):  # DynUNet: the first level's stride is 1
-            backbone[key] = backbone[key][:-1]
-        backbone["upsample_kernel_size"] = backbone["strides"][1:]
+            network[key] = network[key][:-1]
+        network["upsample_kernel_size"] = network["strides"][1:]
         return True
 
     changed("one_level_fewer", shallower)

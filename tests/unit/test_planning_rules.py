@@ -98,6 +98,25 @@ def test_both_first_levels_build_the_same_poolings() -> None:
     assert full["class_path"] == "monai.networks.nets.DynUNet" and full["init_args"]["strides"] == plan.strides
 
 
+def test_search_variants_edit_the_strided_unet_and_swap_the_first_level() -> None:
+    from im2im_core.planning.plan import Plan
+    from im2im_core.planning.search import variants
+
+    plan, _ = topology([256, 256], [1.0, 1.0])
+    config = {"model": {"init_args": {"backbone": backbone(plan, "cpu", True),
+                                      "optimizer": {"init_args": {"lr": 1e-3}}}},
+              "data": {"patch_size": [256, 256], "batch_size": 8}}
+    planned = Plan(config, {}, {"topology": {"kernels": plan.kernels, "strides": plan.strides}, "strided_first": True,
+                                "device": "cpu"})
+    found = {name: p.config for name, p in variants(planned)}
+    assert list(found) == ["planned", "lr_x3", "half_patch", "one_level_fewer", "lr_div3", "other_first_level"]
+    assert found["half_patch"]["data"] == {"patch_size": [192, 192], "batch_size": 16}  # 0.56 of the area, not 0.25
+    fewer = found["one_level_fewer"]["model"]["init_args"]["backbone"]["init_args"]
+    assert fewer["strides"] == [2] * 5 and len(fewer["channels"]) == 6
+    assert found["other_first_level"]["model"]["init_args"]["backbone"]["class_path"] == "monai.networks.nets.DynUNet"
+    assert found["planned"]["model"]["init_args"]["backbone"]["class_path"] == "monai.networks.nets.UNet"  # untouched
+
+
 def test_normalization_and_sampling_follow_the_foreground() -> None:
     assert normalization(_fingerprint([64, 64], [1, 1], foreground_fraction=0.3))[0]["upper"] == 99.5
     assert normalization(_fingerprint([64, 64], [1, 1], foreground_fraction=0.001))[0]["upper"] == 99.9
