@@ -72,7 +72,8 @@ class Im2ImDataModule(pl.LightningDataModule):
         Lightning saves in every checkpoint and restores for validate, test and predict.
     augment : list of Transform, optional
         Random dictionary transforms applied to training patches. Default: flips along every
-        spatial axis and 90-degree rotations in YX.
+        spatial axis and 90-degree rotations in YX (rotations only when the patch is square in
+        YX: a quarter turn of a 64 x 48 patch is 48 x 64, and a batch needs one shape).
     patch_size : list of int
         Training patch size, one entry per spatial axis (2 for YX, 3 for ZYX); anisotropic
         sizes such as ``[16, 128, 128]`` are fine. Smaller images are padded.
@@ -204,6 +205,8 @@ class Im2ImDataModule(pl.LightningDataModule):
 
     def _default_augment(self, keys: list[str]) -> list[Transform]:
         flips: list[Transform] = [RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(self.spatial_dims)]
+        if self.patch_size[-1] != self.patch_size[-2]:  # the flips already give the half turn
+            return flips
         last_two = (self.spatial_dims - 2, self.spatial_dims - 1)
         return [*flips, RandRotate90d(keys, prob=0.5, spatial_axes=last_two)]
 

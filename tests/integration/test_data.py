@@ -29,6 +29,16 @@ def test_subfolder_layout_gives_binary_mask_patches(data_2d):
     assert -0.1 <= float(batch["IM"].min()) and float(batch["IM"].max()) <= 1.5  # percentiles 0.5, 99.5 -> 0, 1
 
 
+def test_patches_not_square_in_yx_batch_with_the_default_augmentation(data_2d):
+    """A quarter turn would make a 64 x 48 patch 48 x 64 and break the batch: flips only, then."""
+    module = Im2ImDataModule(str(data_2d), val_fraction=0, **_small(patch_size=[64, 48], samples_per_image=16,
+                                                                     batch_size=16))
+    module.setup("fit")
+    for _ in range(3):  # 16 patches a batch: a rotation of one of 48 would show
+        batch = next(iter(module.train_dataloader()))
+        assert batch["IM"].shape == (16, 1, 64, 48) and batch["GT"].shape == (16, 1, 64, 48)
+
+
 def test_suffix_layout_and_explicit_val_folder(data_2d, tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()
