@@ -25,6 +25,10 @@ DEMO_DATA = Path(__file__).parent / "demo_data"
 #: NEUBIAS widefield (``IM``) / confocal (``GT``) z-stack crops, two 16 x 64 x 64 uint16 pairs
 #: ``nucleus_0.tif`` and ``nucleus_1.tif`` (CC BY 4.0, credit NEUBIAS / EMBL CBA; see demo_data/README.txt).
 DEMO_DATA_3D = DEMO_DATA / "widefield_confocal_3d"
+#: PlantSeg nuclei z-stack crops with instance labels, two 32 x 64 x 64 pairs ``nuclei_0.tif`` and
+#: ``nuclei_1.tif`` (uint8 ``IM``, uint16 ``GT``), voxel 0.284 x 0.127 x 0.127 um in the files
+#: (MIT, PlantSeg; see demo_data/README.txt).
+DEMO_DATA_NUCLEI_3D = DEMO_DATA / "plantseg_nuclei_3d"
 
 
 @pytest.fixture(autouse=True)

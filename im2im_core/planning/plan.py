@@ -20,6 +20,7 @@ from im2im_core.errors import ConfigError, DataError
 from im2im_core.planning.fingerprint import TASKS, Fingerprint, empty_patch_share
 from im2im_core.planning.rules import (
     Topology,
+    embedding_voxel_size,
     first_level,
     fit_to,
     normalization,
@@ -191,6 +192,10 @@ def make_plan(data: Fingerprint, task: str | None = None, device: str = "cpu", m
         if value is not None:
             model["offset_range"] = value
             reasons["model.init_args.offset_range"] = why
+        voxel_size, why = embedding_voxel_size(data)
+        if voxel_size is not None:
+            model["voxel_size"] = voxel_size
+            reasons["model.init_args.voxel_size"] = why
     budget = seconds or DEFAULT_SECONDS
     _trainer(config, budget, reasons)
     if measure and task in ("segmentation", "regression"):

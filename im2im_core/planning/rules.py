@@ -186,6 +186,17 @@ def sampling(empty_share: float | None) -> tuple[dict[str, object], str]:
             f"{100 * empty_share:.0f} % of random patches hold no foreground: {int(100 * fraction)} % are centred on it")
 
 
+def embedding_voxel_size(data: Fingerprint) -> tuple[list[float] | None, str | None]:
+    """EmbedSeg's ``voxel_size`` of a 3D plan: the data's spacing, so that embeddings, centres and
+    sigmas are in physical units (a round nucleus stays round in 0.3 x 0.1 x 0.1 um voxels).
+    None for 2D, where the preset's square pixels stand.
+    """
+    if len(data.spacing) != 3:
+        return None, None
+    source = "from the files" if all(data.spacing_known) else "Z from the shape rule (not in the files)"
+    return [float(f"{s:.6g}") for s in data.spacing], f"the voxel size, {_fmt(data.spacing)} um ({source})"
+
+
 def offset_range(data: Fingerprint) -> tuple[float | None, str | None]:
     """EmbedSeg's offset range: at least the 95th percentile of object diameters (an object's pixels point at
     its centre from up to half of it away, with margin), not below the preset's 64.
