@@ -89,7 +89,8 @@ class Im2ImDataModule(pl.LightningDataModule):
         Share of patches centred on foreground with ``foreground`` or ``content`` sampling.
     batch_size : int
         Patches per training batch, rounded down to a multiple of ``samples_per_image``
-        (each loaded image gives that many patches).
+        (each loaded image gives that many patches); below ``samples_per_image`` a batch holds
+        one image's ``samples_per_image`` patches, with a warning.
     num_workers : int
         Data loader worker processes (and threads that fill the memory cache).
     cache : {"memory", "disk", "none"}
@@ -151,6 +152,10 @@ class Im2ImDataModule(pl.LightningDataModule):
             raise DataError(f"data.patch_size {self.patch_size}: every entry must be a positive number of pixels")
         if batch_size < 1 or samples_per_image < 1:
             raise DataError(f"data.batch_size {batch_size} and data.samples_per_image {samples_per_image} must be at least 1")
+        if batch_size < samples_per_image:
+            warnings.warn(f"data.batch_size {batch_size} is below data.samples_per_image {samples_per_image}: a batch holds "
+                          f"all the patches of the images it draws, so each batch will hold {samples_per_image} patches; "
+                          f"set data.samples_per_image to {batch_size} for batches of {batch_size}", stacklevel=2)
         if cache == "disk" and cache_dir is None:
             raise DataError("data.cache is 'disk' but data.cache_dir is not set: give a folder for the cache")
         if not 0 < partial_fraction <= 1:

@@ -39,6 +39,12 @@ def test_patches_not_square_in_yx_batch_with_the_default_augmentation(data_2d):
         assert batch["IM"].shape == (16, 1, 64, 48) and batch["GT"].shape == (16, 1, 64, 48)
 
 
+def test_a_batch_smaller_than_one_images_patches_is_named(data_2d):
+    with pytest.warns(UserWarning, match="data.batch_size 2 is below data.samples_per_image 4.*hold 4 patches"):
+        module = Im2ImDataModule(str(data_2d), val_fraction=0, **_small(samples_per_image=4, batch_size=2))
+    assert _first_batch(module)["IM"].shape[0] == 4  # what the warning says
+
+
 def test_suffix_layout_and_explicit_val_folder(data_2d, tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()
