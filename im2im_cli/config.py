@@ -8,6 +8,7 @@ parser runs, so that the saved config of every run holds full import paths.
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,20 @@ def load_config(name_or_path: str, registry: Registry) -> str:
     return yaml.safe_dump(resolve_class_paths(data, registry, source), sort_keys=False)
 
 
+def _resolved_inline(value: str, key_path: str, registry: Registry) -> str:
+    """An override's inline JSON/YAML value (``--data.normalize '[{"class_path": "StandardNormalized", ...}]'``)
+    with its short ``class_path`` names resolved; a value that does not parse passes unchanged for the
+    parser to name.
+    """
+    try:
+        node = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if not isinstance(node, (dict, list)):
+        return value
+    return json.dumps(resolve_class_paths(node, registry, "command line", key_path))
+
+
 def expand_arguments(argv: list[str], registry: Registry) -> list[str]:
     """Resolve ``--config`` values and short class names given as dotted overrides."""
     expanded: list[str] = []
@@ -105,6 +120,8 @@ def expand_arguments(argv: list[str], registry: Registry) -> list[str]:
             expanded.append(arg)
         elif key in CONFIG_FLAGS:
             expanded += ["--config", load_config(value, registry)]
+        elif value.lstrip().startswith(("{", "[")):  # a JSON/YAML value: short names in its class_path keys
+            expanded += [key, _resolved_inline(value, key.lstrip("-"), registry)]
         elif key.endswith("class_path") or key.endswith(".backbone"):
             expanded += [key, resolve_short_name(value, key.lstrip("-"), registry, "command line")]
         else:

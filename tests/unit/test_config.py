@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -53,6 +55,19 @@ def test_overrides_resolve_short_names_and_keep_others():
                     "--trainer.fast_dev_run"]
     with pytest.raises(ConfigError, match="command line: unknown name 'nonet'"):
         expand_arguments(["fit", "--model.init_args.backbone.class_path=nonet"], get_registry())
+
+
+def test_short_names_inside_inline_json_overrides_are_resolved():
+    """``--data.normalize '[{"class_path": "StandardNormalized", ...}]'`` failed: only whole values were resolved."""
+    args = expand_arguments(["fit", "--data.normalize", '[{"class_path": "StandardNormalized", "init_args": {"keys": ["IM"]}}]',
+                             "--model.init_args.backbone", '{"class_path": "fnet", "init_args": {"depth": 2}}',
+                             "--data.patch_size", "[32, 64]"], get_registry())
+    assert json.loads(args[2]) == [{"class_path": "monai.transforms.intensity.dictionary.NormalizeIntensityd",
+                                    "init_args": {"keys": ["IM"]}}]
+    assert json.loads(args[4]) == {"class_path": "im2im_core.networks.fnet.FNet", "init_args": {"depth": 2}}
+    assert json.loads(args[6]) == [32, 64]
+    with pytest.raises(ConfigError, match="command line: unknown name 'Normalised'"):
+        expand_arguments(["fit", "--data.normalize", '[{"class_path": "Normalised"}]'], get_registry())
 
 
 def test_parse_error_summary_names_key_class_and_reason():
