@@ -162,6 +162,7 @@ class Im2ImDataModule(pl.LightningDataModule):
             raise DataError(f"data.partial_fraction {partial_fraction} must be in (0, 1]")
         self.spatial_dims = spatial
         self.normalize, self.augment = normalize, augment
+        _check_normalize_keys(normalize)
         self.samples_per_image, self.sampling, self.foreground_fraction = samples_per_image, sampling, foreground_fraction
         self.batch_size, self.num_workers = batch_size, num_workers
         self.cache, self.cache_dir, self.partial_fraction = cache, cache_dir, partial_fraction
@@ -474,3 +475,14 @@ def collate_as_lists(samples: list[dict[str, Any]]) -> dict[str, list[Any]]:
     copied to the device (prediction moves one window batch at a time).
     """
     return {key: [sample[key] for sample in samples] for key in samples[0]}
+
+
+def _check_normalize_keys(steps: list[Transform] | None) -> None:
+    """A normalization step on the target must allow it to be missing: prediction reads inputs alone,
+    and MONAI's steps (``StandardNormalized`` is its ``NormalizeIntensityd``) default to requiring every key.
+    """
+    for step in steps or []:
+        keys = [str(k) for k in getattr(step, "keys", ())]
+        if any(k != IMAGE for k in keys) and getattr(step, "allow_missing_keys", True) is False:
+            raise DataError(f"data.normalize: {type(step).__name__} with keys {keys} needs allow_missing_keys: true, "
+                            f"as prediction has no {', '.join(k for k in keys if k != IMAGE)}; add it to the step's init_args")

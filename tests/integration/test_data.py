@@ -45,6 +45,15 @@ def test_a_batch_smaller_than_one_images_patches_is_named(data_2d):
     assert _first_batch(module)["IM"].shape[0] == 4  # what the warning says
 
 
+def test_a_target_normalization_that_prediction_cannot_apply_is_named_before_training(data_2d):
+    from monai.transforms import NormalizeIntensityd
+
+    with pytest.raises(DataError, match=r"NormalizeIntensityd with keys \['IM', 'GT'\] needs allow_missing_keys: true"):
+        Im2ImDataModule(str(data_2d), target="intensity", normalize=[NormalizeIntensityd(["IM", "GT"])], **_small())
+    Im2ImDataModule(str(data_2d), target="intensity", normalize=[NormalizeIntensityd(["IM", "GT"], allow_missing_keys=True)],
+                    **_small())
+
+
 def test_suffix_layout_and_explicit_val_folder(data_2d, tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()
