@@ -45,6 +45,31 @@ class RunConfigInCheckpoint(pl.Callback):
         checkpoint[CONFIG_KEY] = {"config": self.config_text, "version": __version__}
 
 
+class LastCheckpointAtEnd(pl.Callback):
+    """Write each ``save_last`` checkpoint (``last.ckpt``) again when training ends, unless it holds that step.
+
+    Lightning writes ``last.ckpt`` at the end only when it wrote none before; a run stopped by
+    ``trainer.max_time`` between two periodic saves kept an older model there (a 32-minute run:
+    step 500 of 766), and ``im2im predict`` used it.
+    """
+
+    def __init__(self) -> None:
+        self.saved_step = -1
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Remember the step of the latest checkpoint written."""
+        self.saved_step = trainer.global_step
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: LightningModule) -> None:
+        """Save ``last.ckpt`` of every checkpoint callback with ``save_last`` at the final step."""
+        if trainer.global_step == 0 or self.saved_step == trainer.global_step:
+            return
+        for callback in trainer.checkpoint_callbacks:
+            if getattr(callback, "save_last", False) and callback.dirpath:
+                name = f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+                trainer.save_checkpoint(Path(callback.last_model_path or Path(callback.dirpath) / name))
+
+
 def _value_of(args: list[str], flag: str) -> str | None:
     for i, arg in enumerate(args):
         if arg == flag and i + 1 < len(args):
@@ -151,6 +176,7 @@ class Im2ImCLI(LightningCLI):
             parser = self._parser(self.subcommand)
             text = parser.dump(self.config[self.subcommand], skip_none=False)
             self.trainer.callbacks.append(RunConfigInCheckpoint(text))
+            self.trainer.callbacks.append(LastCheckpointAtEnd())
 
     def predict(self, model: LightningModule, datamodule: Any = None, return_predictions: bool | None = None,
                 **kwargs: Any) -> Any:

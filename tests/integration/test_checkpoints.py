@@ -129,3 +129,21 @@ def test_weights_of_another_framework_are_named(run: Path, tmp_path: Path) -> No
                       "      init_args: {spatial_dims: 2, in_channels: 1, out_channels: 1, depth: 2}\n")
     with pytest.raises(ConfigError, match="does not fit the model FCN"):
         load_model(run / "checkpoints" / "last.ckpt", config=config)
+
+
+def test_last_checkpoint_holds_the_final_step_after_a_periodic_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo preset saves every 20 steps; a run that stops at step 22 (as ``max_time`` stops one
+    between saves) must leave step 22 in ``last.ckpt``, not Lightning's step 20.
+    """
+    data = copy_pairs(tmp_path / "data", slice(0, 2))
+    monkeypatch.chdir(tmp_path)
+    code = main(["fit", "--config", "demo", "--data.data_path", str(data), "--trainer.max_steps", "22",
+                 "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0", "--data.val_fraction", "0",
+                 "--data.batch_size", "2", "--data.samples_per_image", "2", "--data.patch_size", "[32, 32]",
+                 "--model.init_args.backbone.init_args.channels", "[4, 8]",
+                 "--model.init_args.backbone.init_args.strides", "[2]"])
+    assert code == 0
+    checkpoints = tmp_path / "im2im_runs" / "demo" / "checkpoints"
+    periodic = sorted(checkpoints.glob("*step=20.ckpt"))
+    assert len(periodic) == 1 and read_checkpoint(periodic[0])["global_step"] == 20  # the periodic save happened
+    assert read_checkpoint(checkpoints / "last.ckpt")["global_step"] == 22
