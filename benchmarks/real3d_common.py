@@ -7,7 +7,10 @@ come from ``../shared/data`` and are split into a work folder outside the reposi
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +22,42 @@ import tifffile
 import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def parse_options(description: str, data: Path, cases: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The options every 3D script takes, and the cases asked for (checked against ``cases``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", type=Path, default=data)
+    parser.add_argument("--work", type=Path, required=True, help="work folder (splits, runs), outside the repository")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training wall time per case")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--parallel", type=int, default=2, help="runs at once")
+    parser.add_argument("--cases", default=",".join(cases))
+    parser.add_argument("--figure", type=Path, help="PNG of the held-out predictions")
+    options = parser.parse_args()
+    asked = options.cases.split(",")
+    unknown = sorted(set(asked) - set(cases))
+    if unknown:
+        parser.error(f"unknown cases {unknown}: expected some of {', '.join(cases)}")
+    return options, asked
+
+
+def finished_run(run: Path) -> dict | None:
+    """The facts (``done.json``) of a case that finished in an earlier call; otherwise an empty ``run`` folder and None.
+
+    Delete a case's folder to train it again.
+    """
+    done = run / "done.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    return None
+
+
+def mark_finished(run: Path, facts: dict) -> None:
+    """Record a finished case's facts, for :func:`finished_run`."""
+    (run / "done.json").write_text(json.dumps(facts))
 
 
 def max_time(minutes: float) -> str:

@@ -29,9 +29,6 @@ last line is one JSON object.
 
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,7 +38,7 @@ import tifffile
 from skimage.measure import label as connected_components
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real3d_common import SHARED_DATA, checkpoint_step, finish, im2im, max_time, read_prediction, run_config, write_volume  # noqa: E402
+import real3d_common as shared  # noqa: E402
 
 from im2im_core.metrics import IOU_THRESHOLDS, average_precision, iou_matrix  # noqa: E402
 
@@ -70,14 +67,14 @@ def prepare(data: Path, work: Path) -> list[float]:
         raise ValueError(f"{data}: expected raw and labels of one ZYX shape, got {raw.shape} and {labels.shape}")
     spacing = voxel_size(raw_path)
     for split, part in (("train", np.s_[..., :HALF]), ("test", np.s_[..., HALF:])):
-        write_volume(work / split / "IM" / "nuclei.tif", raw[part], spacing)
-        write_volume(work / split / "GT" / "nuclei.tif", labels[part], spacing)
+        shared.write_volume(work / split / "IM" / "nuclei.tif", raw[part], spacing)
+        shared.write_volume(work / split / "GT" / "nuclei.tif", labels[part], spacing)
     return spacing
 
 
 def fit_args(case: str, work: Path, minutes: float, spacing: list[float]) -> tuple[str, str, list[str]]:
     """(config, im2im_runs subfolder, fit arguments) of a case."""
-    budget = ["--trainer.max_time", max_time(minutes), "--trainer.max_steps", "-1", "--trainer.max_epochs", "-1"]
+    budget = ["--trainer.max_time", shared.max_time(minutes), "--trainer.max_steps", "-1", "--trainer.max_epochs", "-1"]
     train = ["--data.data_path", str(work / "train")]
     if case == "embedseg":
         return "instanceseg_3d", "instanceseg_3d", [*train, "--data.patch_size", PATCH, "--data.batch_size", "2",
@@ -88,7 +85,7 @@ def fit_args(case: str, work: Path, minutes: float, spacing: list[float]) -> tup
                                                     "--data.samples_per_image", "2", *budget]
     planned = work / "planned.yaml"
     if not planned.exists():
-        im2im(["plan", "--data.data_path", str(work / "train"), "--task", "instance", "--device", "cpu",
+        shared.im2im(["plan", "--data.data_path", str(work / "train"), "--task", "instance", "--device", "cpu",
                "--time", f"{max(1, round(minutes))}m", "--output", str(planned)], work, work / "plan_log.txt", 1)
     return str(planned), "planned", [*train, *budget]
 
@@ -96,28 +93,25 @@ def fit_args(case: str, work: Path, minutes: float, spacing: list[float]) -> tup
 def train_and_predict(case: str, work: Path, minutes: float, threads: int, spacing: list[float]) -> dict:
     """Fit ``case``, predict the held-out half; return instance labels (ZYX) and the run's facts."""
     run = work / "runs" / case
-    done = run / "done.json"
-    if done.is_file():  # finished in an earlier call of this script: reuse it (delete the folder to retrain)
-        facts = json.loads(done.read_text())
-        return {**facts, "prediction": _prediction(case, run)}
-    shutil.rmtree(run, ignore_errors=True)
-    run.mkdir(parents=True)
+    earlier = shared.finished_run(run)
+    if earlier is not None:
+        return {**earlier, "prediction": _prediction(case, run)}
     log = run / "log.txt"
     config, root, args = fit_args(case, work, minutes, spacing)
-    fit_s = im2im(["fit", "--config", config, *COMMON, *args], run, log, threads)
+    fit_s = shared.im2im(["fit", "--config", config, *COMMON, *args], run, log, threads)
     ckpt = run / "im2im_runs" / root / "checkpoints" / "last.ckpt"
-    im2im(["predict", "--config", str(run_config(run, root)), "--ckpt_path", str(ckpt),
+    shared.im2im(["predict", "--config", str(shared.run_config(run, root)), "--ckpt_path", str(ckpt),
            "--data.predict_path", str(work / "test" / "IM"), "--prediction.output_dir", str(run / "pred"),
            "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"], run, log, threads)
     written = sorted((run / "pred").glob("*_pred.ome.tif*"))[0]
-    facts = {"fit_s": round(fit_s, 1), "steps": checkpoint_step(ckpt), "written_voxel_size": voxel_size(written)}
-    done.write_text(json.dumps(facts))
+    facts = {"fit_s": round(fit_s, 1), "steps": shared.checkpoint_step(ckpt), "written_voxel_size": voxel_size(written)}
+    shared.mark_finished(run, facts)
     return {**facts, "prediction": _prediction(case, run)}
 
 
 def _prediction(case: str, run: Path) -> np.ndarray:
     """The held-out instance labels (ZYX) of a finished run; the baseline's mask split into connected components."""
-    prediction = read_prediction(run / "pred")
+    prediction = shared.read_prediction(run / "pred")
     if case == "semantic_cc":
         prediction = connected_components(prediction > 0)
     return prediction.astype(np.int32)
@@ -176,19 +170,7 @@ def figure(path: Path, raw: np.ndarray, labels: np.ndarray, predictions: dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=SHARED_DATA / "plantseg_nuclei_3d")
-    parser.add_argument("--work", type=Path, required=True, help="work folder (splits, runs), outside the repository")
-    parser.add_argument("--minutes", type=float, default=10.0, help="training wall time per case")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--parallel", type=int, default=2, help="runs at once")
-    parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--figure", type=Path, help="PNG of the held-out predictions")
-    options = parser.parse_args()
-    cases = options.cases.split(",")
-    unknown = sorted(set(cases) - set(CASES))
-    if unknown:
-        parser.error(f"unknown cases {unknown}: expected some of {', '.join(CASES)}")
+    options, cases = shared.parse_options(__doc__.splitlines()[0], shared.SHARED_DATA / "plantseg_nuclei_3d", CASES)
     spacing = prepare(options.data, options.work)
     raw = tifffile.imread(options.work / "test" / "IM" / "nuclei.tif")
     labels = tifffile.imread(options.work / "test" / "GT" / "nuclei.tif")
@@ -207,7 +189,7 @@ def main() -> None:
         print(f"{case:18s} " + "  ".join(f"{k} {v}" for k, v in report["cases"][case].items()), flush=True)
     if options.figure:
         figure(options.figure, raw, labels, {c: results[c]["prediction"] for c in cases})
-    finish(report)
+    shared.finish(report)
 
 
 if __name__ == "__main__":

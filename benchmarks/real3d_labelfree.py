@@ -28,9 +28,6 @@ XY plane and an XZ section) goes to ``--figure``. The last line is one JSON obje
 
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,7 +36,7 @@ import numpy as np
 import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real3d_common import SHARED_DATA, checkpoint_step, finish, im2im, max_time, read_prediction, run_config, write_volume  # noqa: E402
+import real3d_common as shared  # noqa: E402
 
 from im2im_core.metrics import pearson, psnr, ssim  # noqa: E402
 
@@ -63,8 +60,8 @@ def prepare(data: Path, work: Path) -> None:
     if light.shape != dna.shape or light.ndim != 3:
         raise ValueError(f"{data}: expected two ZYX volumes of one shape, got {light.shape} and {dna.shape}")
     for split, part in (("train", np.s_[..., :HALF]), ("test", np.s_[..., HALF:])):
-        write_volume(work / split / "IM" / "allen.tif", light[part], None)
-        write_volume(work / split / "GT" / "allen.tif", dna[part], None)
+        shared.write_volume(work / split / "IM" / "allen.tif", light[part], None)
+        shared.write_volume(work / split / "GT" / "allen.tif", dna[part], None)
         for key, volume in (("IM", light), ("GT", dna)):  # XY planes for the 2D baseline
             folder = work / "planes" / split / key
             folder.mkdir(parents=True, exist_ok=True)
@@ -74,7 +71,7 @@ def prepare(data: Path, work: Path) -> None:
 
 def fit_args(case: str, work: Path, minutes: float) -> tuple[str, str, list[str]]:
     """(preset, im2im_runs subfolder, fit arguments) of a trained case."""
-    budget = ["--trainer.max_time", max_time(minutes), "--trainer.max_steps", "-1"]
+    budget = ["--trainer.max_time", shared.max_time(minutes), "--trainer.max_steps", "-1"]
     train = ["--data.data_path", str(work / "train"), "--data.patch_size", PATCH_3D, "--data.batch_size", "4"]
     if case.startswith("fnet_"):
         norm = case.split("_")[1]
@@ -102,22 +99,19 @@ def fit_args(case: str, work: Path, minutes: float) -> tuple[str, str, list[str]
 def train_and_predict(case: str, work: Path, minutes: float, threads: int) -> dict:
     """Fit ``case``, predict the held-out half; return the prediction (ZYX) and the run's facts."""
     run = work / "runs" / case
-    done = run / "done.json"
-    if done.is_file():  # finished in an earlier call of this script: reuse it (delete the folder to retrain)
-        facts = json.loads(done.read_text())
-        return {**facts, "prediction": _prediction(case, run)}
-    shutil.rmtree(run, ignore_errors=True)
-    run.mkdir(parents=True)
+    earlier = shared.finished_run(run)
+    if earlier is not None:
+        return {**earlier, "prediction": _prediction(case, run)}
     log = run / "log.txt"
     preset, root, args = fit_args(case, work, minutes)
-    fit_s = im2im(["fit", "--config", preset, *COMMON, *args], run, log, threads)
+    fit_s = shared.im2im(["fit", "--config", preset, *COMMON, *args], run, log, threads)
     ckpt = run / "im2im_runs" / root / "checkpoints" / "last.ckpt"
     predict_dir = "planes/test/IM" if case == "slices_2d" else "test/IM"
-    im2im(["predict", "--config", str(run_config(run, root)), "--ckpt_path", str(ckpt),
+    shared.im2im(["predict", "--config", str(shared.run_config(run, root)), "--ckpt_path", str(ckpt),
            "--data.predict_path", str(work / predict_dir), "--prediction.output_dir", str(run / "pred"),
            "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"], run, log, threads)
-    facts = {"fit_s": round(fit_s, 1), "steps": checkpoint_step(ckpt)}
-    done.write_text(json.dumps(facts))
+    facts = {"fit_s": round(fit_s, 1), "steps": shared.checkpoint_step(ckpt)}
+    shared.mark_finished(run, facts)
     return {**facts, "prediction": _prediction(case, run)}
 
 
@@ -126,7 +120,7 @@ def _prediction(case: str, run: Path) -> np.ndarray:
     if case == "slices_2d":
         planes = sorted((run / "pred").glob("z*_pred.ome.tif*"))
         return np.stack([np.squeeze(tifffile.imread(p)) for p in planes]).astype(np.float32)
-    return read_prediction(run / "pred").astype(np.float32)
+    return shared.read_prediction(run / "pred").astype(np.float32)
 
 
 def percentile_normalized(array: np.ndarray) -> np.ndarray:
@@ -166,19 +160,7 @@ def figure(path: Path, light: np.ndarray, target: np.ndarray, predictions: dict[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=SHARED_DATA / "allen_labelfree_3d")
-    parser.add_argument("--work", type=Path, required=True, help="work folder (splits, runs), outside the repository")
-    parser.add_argument("--minutes", type=float, default=10.0, help="training wall time per case")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    parser.add_argument("--parallel", type=int, default=2, help="runs at once")
-    parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--figure", type=Path, help="PNG of the held-out predictions")
-    options = parser.parse_args()
-    cases = options.cases.split(",")
-    unknown = sorted(set(cases) - set(CASES))
-    if unknown:
-        parser.error(f"unknown cases {unknown}: expected some of {', '.join(CASES)}")
+    options, cases = shared.parse_options(__doc__.splitlines()[0], shared.SHARED_DATA / "allen_labelfree_3d", CASES)
     prepare(options.data, options.work)
     light = tifffile.imread(options.work / "test" / "IM" / "allen.tif")
     target = tifffile.imread(options.work / "test" / "GT" / "allen.tif")
@@ -203,7 +185,7 @@ def main() -> None:
         print(f"{case:20s} " + "  ".join(f"{k} {v}" for k, v in report["cases"][case].items()), flush=True)
     if options.figure:
         figure(options.figure, light, target, {c: results[c]["prediction"] for c in cases if c != "input"})
-    finish(report)
+    shared.finish(report)
 
 
 if __name__ == "__main__":
