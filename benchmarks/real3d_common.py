@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -104,7 +103,9 @@ def run_config(run_dir: Path, preset_root: str) -> Path:
 
 def checkpoint_step(path: Path) -> int:
     """The optimizer step count stored in a Lightning checkpoint."""
-    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    from im2im_core.inference import read_checkpoint  # weights_only loading: a checkpoint runs no code
+
+    return int(read_checkpoint(path)["global_step"])
 
 
 def read_prediction(folder: Path) -> np.ndarray:
