@@ -12,13 +12,18 @@ from im2im_core.inference.postprocess import Postprocess
 from im2im_core.inference.sliding_window import PaddingMode
 from im2im_core.inference.tta import TTAMode
 
-#: How windows are joined: measured choice, crop tiling, or blending weights (``windows.BlendMode``).
-TilingMode = Literal["auto", "crop", "gaussian", "constant"]
+#: How the image is covered: measured choice, one streamed pass, crop tiling, or blending weights (``windows.BlendMode``).
+TilingMode = Literal["auto", "stream", "crop", "gaussian", "constant"]
 
 #: Default largest window (pixels) when none is given: a 3D fnet (depth 4, 32 channels) needs
 #: about 0.5 kB per pixel of window on the CPU (one forward's peak), so ~0.55 GB, and prediction
 #: of a 64 x 512 x 512 stack peaks at 1.86 GB (benchmarks/bench_predict.py).
 DEFAULT_MAX_WINDOW_VOXELS = 2**20
+
+#: Default memory a streamed pass may hold (``streaming.py``): the rows each layer keeps plus the
+#: image-sized input and output buffers. A 3D fnet (depth 4, 32 channels) streamed over a
+#: 64 x 512 x 512 stack keeps 0.75 GB of rows (dry run), and its buffers are counted as 0.4 GB.
+DEFAULT_MAX_STREAM_BYTES = 3 * 2**29
 
 
 @dataclass
@@ -38,14 +43,23 @@ class Inference:
         Fraction of a window shared with each neighbour; default: the framework's (0.25).
     sw_batch_size : int, optional
         Windows computed together; default: the framework's, 1 with an automatic window.
-    mode : {"auto", "crop", "gaussian", "constant"}
-        How overlapping windows are joined. ``crop``: neighbours overlap by twice ``halo`` and
+    mode : {"auto", "stream", "crop", "gaussian", "constant"}
+        How the image is covered. ``stream``: no windows; one pass of the network over the
+        whole image, computed a few rows at a time along its longest axis, every layer keeping
+        only the rows it still needs (``streaming.py``): exact, every pixel computed once, for
+        networks made of convolutions, concatenations and per-pixel operators (not instance
+        norms or attention). ``crop``: neighbours overlap by twice ``halo`` and
         each keeps only its part away from the shared border, exact (one whole-image pass up to
         float rounding) when the network's receptive field fits in the halo. ``gaussian`` and
         ``constant``: blended with those weights (``overlap``). ``auto``: ``crop`` with the
         receptive field measured on the network (``receptive_field.py``) where the network is
         local and translation-equivariant and crop tiling computes no more pixels than
-        blending would, else ``gaussian``.
+        blending would, else ``gaussian``; before either, for a 3D network on the CPU,
+        ``stream`` where the network can be streamed and the pass fits in ``max_stream_bytes``
+        (in 2D, windows measured faster: ``benchmarks/bench_predict.py``, docs/results.md).
+    max_stream_bytes : int
+        Memory a streamed pass may hold: the rows each layer keeps (found by a dry run on the
+        ``meta`` device) plus the image-sized input and output buffers.
     halo : list of int, optional
         Pixels a window gives up at each shared border in ``crop`` mode, one entry per spatial
         axis of the network; default: measured. A halo smaller than the receptive field makes
@@ -73,6 +87,7 @@ class Inference:
 
     roi_size: list[int] | Literal["auto"] | None = None
     max_window_voxels: int = DEFAULT_MAX_WINDOW_VOXELS
+    max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES
     overlap: float | None = None
     sw_batch_size: int | None = None
     mode: TilingMode = "auto"
@@ -95,8 +110,9 @@ class Inference:
             (self.sigma_scale > 0, f"sigma_scale {self.sigma_scale} must be > 0"),
             (0 <= self.edge_trim < 0.5, f"edge_trim {self.edge_trim} must be in [0, 0.5)"),
             (self.align is None or self.align >= 1, f"align {self.align} must be >= 1"),
-            (self.mode in ("auto", "crop", "gaussian", "constant"),
-             f"mode {self.mode!r} must be one of auto, crop, gaussian, constant"),
+            (self.max_stream_bytes >= 0, f"max_stream_bytes {self.max_stream_bytes} must be >= 0"),
+            (self.mode in ("auto", "stream", "crop", "gaussian", "constant"),
+             f"mode {self.mode!r} must be one of auto, stream, crop, gaussian, constant"),
             (self.halo is None or isinstance(self.halo, (list, tuple)) and all(int(h) >= 0 for h in self.halo),
              f"halo {self.halo} must be a list of numbers of pixels >= 0, one per spatial axis"),
             (not isinstance(self.roi_size, list) or all(int(r) >= 1 for r in self.roi_size),

@@ -109,7 +109,7 @@ class _AxisProbe:
         return None
 
 
-def _signature(owner: torch.nn.Module) -> tuple[float, ...]:
+def weights_signature(owner: torch.nn.Module) -> tuple[float, ...]:
     """A fingerprint of the weights: a measurement made before training steps is not reused after them."""
     with torch.no_grad():
         return tuple(float(p.detach().double().sum()) for p in owner.parameters())
@@ -167,7 +167,7 @@ def measure_locality(predictor: Predictor, channels: int, roi: Sequence[int], al
         windows, or its output does not vary).
     """
     if owner is not None and key is not None:
-        key = (*key, _signature(owner))
+        key = (*key, weights_signature(owner))
         cached = _CACHE.get(owner, {}).get(key, False)
         if cached is not False:
             return cached
