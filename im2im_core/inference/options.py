@@ -54,8 +54,9 @@ class Inference:
         ``constant``: blended with those weights (``overlap``). ``auto``: ``crop`` with the
         receptive field measured on the network (``receptive_field.py``) where the network is
         local and translation-equivariant and crop tiling computes no more pixels than
-        blending would, else ``gaussian``; before either, for a 3D network on the CPU,
-        ``stream`` where the network can be streamed and the pass fits in ``max_stream_bytes``
+        blending would, else ``gaussian``; before either, for a 3D network on the CPU with an
+        automatic window (no ``roi_size`` given), ``stream`` where the network can be streamed
+        and the pass fits in ``max_stream_bytes``
         (in 2D, windows measured faster: ``benchmarks/bench_predict.py``, docs/results.md).
     max_stream_bytes : int
         Memory a streamed pass may hold: the rows each layer keeps (found by a dry run on the

@@ -265,7 +265,10 @@ def _resolve_tiling(settings: Inference, defaults: WindowDefaults, spatial: tupl
                    settings.align)
     if settings.mode in ("gaussian", "constant"):
         return blend
-    if settings.mode == "stream" or settings.mode == "auto" and stream is not None and len(spatial) == net_dims == 3:
+    requested = settings.roi_size if settings.roi_size is not None else defaults.roi_size
+    automatic = requested is None or requested == "auto"  # a window someone asked for is kept
+    if settings.mode == "stream" or settings.mode == "auto" and automatic and stream is not None \
+            and len(spatial) == net_dims == 3:
         grid = settings.align or MAX_AUTO_ALIGN
         padded = [math.ceil(s / grid) * grid for s in spatial]
         whole = tiling_work(spatial, roi, overlap, settings.align or auto_align(roi)) == math.prod(padded)

@@ -10,6 +10,7 @@ from torch import nn
 
 from im2im_core.errors import ConfigError
 from im2im_core.inference import predict
+from im2im_core.inference import streaming
 from im2im_core.inference.optimize import optimized_copy
 from im2im_core.inference.streaming import NotStreamable, StreamedNetwork, StreamedPass, stream_order, trace
 from im2im_core.networks import FNet
@@ -79,7 +80,8 @@ def test_networks_that_see_the_whole_image_are_not_streamed(net):
         network.check(stream_order([64, 32]))
 
 
-def test_kept_memory_is_planned_exactly_and_does_not_grow_with_the_streamed_length():
+def test_kept_memory_is_planned_exactly_and_does_not_grow_with_the_streamed_length(monkeypatch):
+    monkeypatch.setattr(streaming, "STEP_VOXELS", 4096)  # 8 rows a step on this thin cross-section
     torch.manual_seed(0)
     net = optimized_copy(FNet(3, 1, 1, depth=3, mult_chan=8).eval(), 3, torch.device("cpu"))
     network = StreamedNetwork(net, 1, 3, 8, CL[3], torch.device("cpu"))
@@ -132,3 +134,12 @@ def test_forced_streaming_says_why_it_cannot_run():
         predict(net, image, dims="YX", mode="stream")
     with pytest.raises(ConfigError, match="max_stream_bytes"):
         predict(FNet(2, 1, 1, depth=2, mult_chan=4).eval(), image, dims="YX", mode="stream", max_stream_bytes=1000)
+
+
+def test_a_window_asked_for_is_kept():
+    torch.manual_seed(0)
+    net = FNet(3, 1, 1, depth=2, mult_chan=4).eval()
+    image = np.random.default_rng(2).random((16, 64, 64), dtype=np.float32)
+    progress: list[tuple[int, int]] = []
+    predict(net, image, dims="ZYX", roi_size=[16, 32, 32], progress=lambda d, t: progress.append((d, t)))
+    assert progress[-1][1] > 1  # windows, not a stream
