@@ -9,8 +9,7 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from im2im_core.errors import ConfigError
-from im2im_core.inference import predict
-from im2im_core.inference import streaming
+from im2im_core.inference import predict, streaming
 from im2im_core.inference.optimize import optimized_copy
 from im2im_core.inference.streaming import NotStreamable, StreamedNetwork, StreamedPass, stream_order, trace
 from im2im_core.networks import FNet
