@@ -83,7 +83,9 @@ class Inference:
         Mixed precision (float16 on CUDA, bfloat16 on the CPU).
     optimize : bool
         Predict with an inference copy of the network: batch norms folded into convolutions,
-        channels-last on the CPU (see ``optimize.py``); exact up to float rounding.
+        channels-last on the CPU (see ``optimize.py``); exact up to float rounding. A streamed
+        pass traces the module itself and applies its batch norms per channel within each step,
+        so that no second copy of the weights is held.
     """
 
     roi_size: list[int] | Literal["auto"] | None = None

@@ -340,11 +340,9 @@ def streamed_network(framework: Framework, module: nn.Module, options: Inference
     key = (channels, options.optimize, str(device), options.align or MAX_AUTO_ALIGN, weights_signature(module))
     known = _STREAMED.setdefault(module, {})
     if key not in known:
-        network = optimized_copy(framework.window_network(), net_dims, device) if options.optimize \
-            else framework.window_network()
-        try:
-            known[key] = StreamedNetwork(network, channels, net_dims, options.align or MAX_AUTO_ALIGN,
-                                         _layout(options, net_dims, device), device, reference=framework.window_network())
+        try:  # the module itself, batch norms applied per channel: no folded copy of its weights is held
+            known[key] = StreamedNetwork(framework.window_network(), channels, net_dims, options.align or MAX_AUTO_ALIGN,
+                                         _layout(options, net_dims, device), device)
         except NotStreamable as exc:
             known[key] = exc
     if isinstance(known[key], NotStreamable):

@@ -22,11 +22,14 @@ this module.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from im2im_core.inference.sliding_window import release_freed_memory
 
 aten = torch.ops.aten
 
@@ -45,8 +48,25 @@ for _name in ("relu", "leaky_relu", "_prelu_kernel", "prelu", "sigmoid", "tanh",
         if _inplace is not None and _overload in _inplace.overloads():
             _POINTWISE[getattr(_inplace, _overload)] = getattr(_packet, _overload)
 _CONVOLUTION = aten.convolution.default
+_BATCH_NORM = aten.native_batch_norm.default
 _RELU = (aten.relu.default, aten.relu_.default)
 _CAT = aten.cat.default
+
+
+def _batch_norm_eval(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, mean: torch.Tensor,
+                     var: torch.Tensor, eps: float) -> torch.Tensor:
+    """An eval-mode batch norm: a per-channel affine map of each pixel (traced networks keep their
+    own weights, so the streamed pass needs no folded copy of them).
+    """
+    return torch.nn.functional.batch_norm(x, mean, var, weight, bias, False, 0.0, eps)
+
+
+_POINTWISE[_batch_norm_eval] = _batch_norm_eval
+
+
+@dataclass(frozen=True)
+class _Statistics:
+    """The mean and inverse-std outputs of an eval-mode batch norm: unused, and not streamable if used."""
 
 
 class NotStreamable(Exception):
@@ -123,8 +143,26 @@ def trace(network: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor
             if not isinstance(result, torch.fx.Node) or not isinstance(values.get(result.name), _Ref):
                 raise NotStreamable("the network does not return one tensor computed from its input")
             output_ref = values[result.name]
+        elif node.op == "call_function" and node.target is operator.getitem and isinstance(
+                values.get(getattr(node.args[0], "name", "")), tuple):
+            values[node.name] = values[node.args[0].name][node.args[1]]  # one output of a batch norm
+            if isinstance(values[node.name], _Ref) and tails.get(values[node.name].index) == node.args[0].name:
+                tails[values[node.name].index] = node.name  # the normalized map, held by this name now
         elif node.op == "call_function":
             args = torch.fx.node.map_arg(node.args, lambda n: values[n.name])
+            if any(isinstance(a, _Statistics) for a in _flat(args)):
+                raise NotStreamable("a batch norm's statistics outputs are used")
+            if node.target is _BATCH_NORM:
+                x, weight, bias, mean, var, training, _, eps = args
+                if training or not isinstance(x, _Ref):
+                    raise NotStreamable("a batch norm in training mode (statistics of the image)")
+                node_args = (x, weight, bias, mean, var, eps)
+                source_names = [n.name for n in node.all_input_nodes if isinstance(values.get(n.name), _Ref)]
+                fusable = users[source_names[0]] == 1 and tails.get(x.index) == source_names[0]
+                ref = _add_stage(stages, _batch_norm_eval, node_args, {}, [x], rank, fusable, per_channel=True)
+                tails[ref.index] = node.name
+                values[node.name] = (ref, _Statistics(), _Statistics())
+                continue
             kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: values[n.name])
             refs = [a for a in [*_flat(args), *_flat(kwargs)] if isinstance(a, _Ref)]
             if not refs:  # computed from constants only (a weight reshaped): evaluate once
@@ -154,7 +192,7 @@ def _flat(value: Any) -> list[Any]:
 
 
 def _add_stage(stages: list[_Stage], target: Any, args: tuple, kwargs: dict, refs: list[_Ref], rank: int,
-               fusable: bool) -> _Ref:
+               fusable: bool, per_channel: bool = False) -> _Ref:
     """Append the stage of one traced call (or fuse it into the stage it follows) and return its reference."""
     if target is _CONVOLUTION:
         x, weight, bias, stride, padding, dilation, transposed, output_padding, groups = args
@@ -171,7 +209,7 @@ def _add_stage(stages: list[_Stage], target: Any, args: tuple, kwargs: dict, ref
         return _Ref(len(stages) - 1)
     if target not in _POINTWISE:
         raise NotStreamable(f"operator {target} is not known to act pixel by pixel")
-    for value in [*_flat(args), *_flat(kwargs)]:
+    for value in [] if per_channel else [*_flat(args), *_flat(kwargs)]:
         if isinstance(value, torch.Tensor) and not _spatial_one(value, rank):
             raise NotStreamable(f"{target} with a constant of spatial shape {tuple(value.shape)}")
     if fusable and stages[refs[0].index].kind != "input":  # a per-pixel step on a fresh output read nowhere else:
@@ -621,6 +659,7 @@ class StreamedNetwork:
             self.check(order)
         if tuple(spatial) not in self._capacities:
             self.memory(spatial)
+        release_freed_memory()  # what tracing and checking left in the heap is not where the rings will fit
         out, kept = self._run(x, order, step_rows(spatial, order[0]), self._capacities[tuple(spatial)])
         self.peak_bytes = max(self.peak_bytes, kept)
         return out
