@@ -142,3 +142,20 @@ def test_a_window_asked_for_is_kept():
     progress: list[tuple[int, int]] = []
     predict(net, image, dims="ZYX", roi_size=[16, 32, 32], progress=lambda d, t: progress.append((d, t)))
     assert progress[-1][1] > 1  # windows, not a stream
+
+
+def test_batch_norms_of_the_module_itself_are_streamed_exactly():
+    torch.manual_seed(0)
+    net = FNet(3, 1, 1, depth=3, mult_chan=4).eval()
+    for module in net.modules():  # running statistics far from the identity, as after training
+        if isinstance(module, nn.BatchNorm3d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    network = StreamedNetwork(net, 1, 3, 8, CL[3], torch.device("cpu"))
+    assert sum(stage.kind == "pointwise" for stage in network.stages) == 0  # each fused into its convolution
+    x = torch.rand(1, 1, 24, 56, 16).contiguous(memory_format=CL[3])
+    with torch.no_grad():
+        whole = net(x)
+        assert (network(x) - whole).abs().max() <= 1e-5 * whole.abs().max()
