@@ -647,7 +647,7 @@ class StreamedNetwork:
         run = StreamedPass(meta_stages, self.output, 0, step_rows(spatial, order[0]), layout=self.layout)
         inner = [spatial[a] for a in order]
         out = run(torch.empty((1, self.channels, *inner), device="meta"))
-        self._capacities[tuple(spatial)] = run.capacities
+        self._capacities[(*spatial, STEP_VOXELS)] = run.capacities  # rings depend on the step too
         self._out_channels[tuple(spatial)] = int(out.shape[1])
         return run.peak_bytes, int(out.shape[1])
 
@@ -657,9 +657,9 @@ class StreamedNetwork:
         order = stream_order(spatial)
         with torch.autocast(x.device.type, enabled=False):  # the check compares float32 passes
             self.check(order)
-        if tuple(spatial) not in self._capacities:
+        if (*spatial, STEP_VOXELS) not in self._capacities:
             self.memory(spatial)
         release_freed_memory()  # what tracing and checking left in the heap is not where the rings will fit
-        out, kept = self._run(x, order, step_rows(spatial, order[0]), self._capacities[tuple(spatial)])
+        out, kept = self._run(x, order, step_rows(spatial, order[0]), self._capacities[(*spatial, STEP_VOXELS)])
         self.peak_bytes = max(self.peak_bytes, kept)
         return out
