@@ -57,7 +57,7 @@ class Inference:
         blending would, else ``gaussian``; before either, for a 3D network on the CPU with an
         automatic window (no ``roi_size`` given), ``stream`` where the network can be streamed
         and the pass fits in ``max_stream_bytes``
-        (in 2D, windows measured faster: ``benchmarks/bench_predict.py``, docs/results.md).
+        (in 2D, windows measured faster: ``benchmarks/bench_stream.py``, docs/results.md).
     max_stream_bytes : int
         Memory a streamed pass may hold: the rows each layer keeps (found by a dry run on the
         ``meta`` device) plus the image-sized input and output buffers.

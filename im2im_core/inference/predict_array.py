@@ -272,10 +272,9 @@ def _resolve_tiling(settings: Inference, defaults: WindowDefaults, spatial: tupl
         grid = settings.align or MAX_AUTO_ALIGN
         padded = [math.ceil(s / grid) * grid for s in spatial]
         whole = tiling_work(spatial, roi, overlap, settings.align or auto_align(roi)) == math.prod(padded)
-        reason = "a 2D network applied plane by plane is not streamed" if len(spatial) != net_dims else \
-            "streaming needs the CPU in mode auto" if stream is None else None
+        reason = "a 2D network applied plane by plane is not streamed" if len(spatial) != net_dims else None
         if reason is None and not (settings.mode == "auto" and whole):  # one window is already one pass
-            reason = stream(padded)
+            reason = stream(padded) if stream is not None else "no streamed network was given"
             if reason is None:
                 return Tiling(padded, 1, "stream", overlap, [0] * len(spatial), grid)
         if settings.mode == "stream":
@@ -328,8 +327,9 @@ def _layout(options: Inference, net_dims: int, device: torch.device) -> torch.me
 
 def streamed_network(framework: Framework, module: nn.Module, options: Inference, device: torch.device,
                      channels: int) -> StreamedNetwork:
-    """The framework's window network (its inference copy with ``options.optimize``) as a
-    :class:`~im2im_core.inference.streaming.StreamedNetwork`, traced once per module and weights.
+    """The framework's window network itself (no folded copy: its batch norms run per channel in
+    each step) as a :class:`~im2im_core.inference.streaming.StreamedNetwork`, traced once per
+    module, weights and layout (channels-last on the CPU with ``options.optimize``).
 
     Raises
     ------
@@ -573,7 +573,7 @@ def _predict(framework: Framework, module: nn.Module, array: Any, dims: str | No
         return None
 
     # auto: 3D networks on the CPU, where windows recompute a U-Net's wide halo (a 3D fnet's blend costs 1.57
-    # whole passes, its stream 1.13); in 2D crop tiling measured 4x faster than streaming (benchmarks/bench_predict.py)
+    # whole passes, its stream 1.09-1.13: bench_predict.py); in 2D crop tiling measured 4x faster (bench_stream.py)
     use_stream = settings.mode == "stream" or settings.mode == "auto" and device.type == "cpu" and net_dims == 3
     tiling = _resolve_tiling(settings, framework.window_defaults(), spatial, net_dims, measure,
                              stream if use_stream else None)

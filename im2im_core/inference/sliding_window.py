@@ -81,7 +81,7 @@ def _chunks(items: Iterator[tuple[int, ...]], size: int) -> Iterator[list[tuple[
 
 
 def window_of(slab: torch.Tensor, offsets: Sequence[int], roi: Sequence[int], padding_mode: PaddingMode,
-            prepare: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+              prepare: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
     """The window at ``offsets`` of ``slab`` (``(C, *spatial)``) as float32, ``prepare``-d, then
     padded at the end to ``roi`` (so padding is in the units the network sees).
     """
@@ -238,9 +238,6 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
         slab = read_region(source, (slice(None), slice(start, min(start + roi[0], size[0]))))
         for batch in _chunks(itertools.product(*starts[1:]), sw_batch_size):
             outputs = run(batch, slab)
-            if crop and total_windows == 1:  # one window kept whole (a streamed pass): its output is the band
-                buffer = outputs[0]
-                batch = []
             if buffer is None:
                 buffer = torch.zeros((outputs.shape[1], roi[0], *extents[1:]), device=out_device)
             for o, output in zip(batch, outputs):
@@ -252,7 +249,7 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
                 region = (slice(None), slice(0, roi[0]), *(slice(s, s + r) for s, r in zip(o, roi[1:])))
                 factors = [profiles[0][band], *(profiles[a + 1][index[a + 1][s]] for a, s in enumerate(o))]
                 buffer[region] += output * outer(factors).to(out_device, torch.float32)
-            done += len(outputs)
+            done += len(batch)
             if progress is not None:
                 progress(done, total_windows)
         assert buffer is not None
@@ -271,8 +268,7 @@ def predict_windows(predictor: Predictor, image: Any, roi_size: Sequence[int], o
                 shape[a + 1] = -1
                 block /= totals[a][: size[a]].to(out_device).view(shape)
             emit(first, block)
-        if total_windows > 1:
-            _shift(buffer, following - start)
+        _shift(buffer, following - start)
         del slab, outputs  # before the next band is read: never two slabs at once
         release_freed_memory()
     return result[0] if sink is None else None
